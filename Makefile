@@ -1,0 +1,48 @@
+# Mailslot developer commands. Everything installs into ./.venv (and the GPL
+# MongoDB-wire test server into its own ./.venv-mongo, never into the package).
+
+PYTHON ?= python3
+VENV ?= .venv
+MONGO_VENV ?= .venv-mongo
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+PYTEST_ARGS ?=
+SECANTUS_VERSION := 0.7.0b3
+
+.PHONY: serve test install install-test test-deps bench clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+install: $(VENV)/bin/python
+	$(PIP) install -q -e .
+
+install-test: $(VENV)/bin/python
+	$(PIP) install -q -e '.[test]'
+
+## Run the service on 127.0.0.1:8888 with the embedded SQLite store.
+serve: install
+	$(VENV)/bin/mailslot serve
+
+## Install the test servers (redis-server, the MongoDB-wire server) if missing.
+test-deps:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing redis-server"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
+	@# SecantusDB (GPL) is a test tool only: its own venv, never a dependency.
+	@[ -x $(MONGO_VENV)/bin/python ] || $(PYTHON) -m venv $(MONGO_VENV)
+	@$(MONGO_VENV)/bin/python -c "import importlib.metadata as m, sys; \
+	  sys.exit(m.version('SecantusDB') != '$(SECANTUS_VERSION)')" 2>/dev/null || \
+	  $(MONGO_VENV)/bin/pip install -q "SecantusDB==$(SECANTUS_VERSION)"
+
+## Install everything the tests need, then run every test.
+test: install-test test-deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Benchmarks against the real server over loopback; results in bench/results/.
+bench: install-test
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) $(MONGO_VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""Benchmarks: real `mailslot serve` over loopback, load from wrk."""

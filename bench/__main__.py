@@ -1,0 +1,598 @@
+"""`python -m bench`: Mailslot (and the Zaqar 23 peer) over loopback with wrk.
+
+Each scenario runs against a real server after a warm-up: `mailslot serve`
+(gunicorn, uvicorn workers) on each ``--stores`` store, and with ``--zaqar``
+the real Zaqar 23.0.1 (gunicorn, sync workers) on the SAME dedicated
+redis-server as Mailslot's Redis run (Mailslot on db 1, Zaqar on db 0).
+On the Redis store the two servers run side by side and take turns per
+scenario, so each Mailslot/Zaqar pair is measured back to back.
+
+The figures that matter are ratios within one run (to Zaqar, to the same
+stack's trivial `/v2/ping`, large queue to fresh queue), because this shared
+2-core machine's absolute rates move by tens of percent. A run with more than
+``--max-foreign`` cores of foreign load is repeated once (the quieter of the
+two is kept), then flagged. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import json
+import os
+import pathlib
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from bench import cpu, wrk
+from bench.client import Client
+from bench.server import (HttpServer, MailslotServer, RedisServer, ZaqarServer,
+                          ZAQAR_VENV, install_zaqar, zaqar_installed)
+
+RESULTS = pathlib.Path(__file__).parent / "results"
+FLAT_FILL_S = 12      # budget for filling the 100k-message queue (measured 6-10 s)
+STACK_START_S = 8     # budget for starting a store's servers
+PROJECT = "bench"
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    script: str
+    # messages per request; None: counted by the script (claim/list)
+    per_request: int | None
+    # how the queue is prepared: None (fresh), "list", "consume", "cycle"
+    prep: str | None = None
+    mailslot_only: bool = False
+    about: str = ""
+
+
+SCENARIOS = {
+    "ping": Scenario("ping.lua", 0, about="GET /v2/ping"),
+    "post_1x1KB": Scenario("post1.lua", 1, about="POST 1 x 1 KB to a fresh queue"),
+    "post_10x1KB": Scenario("post10.lua", 10, about="POST 10 x 1 KB to a fresh queue"),
+    "claim_delete": Scenario(
+        "claim_delete.lua", None, prep="consume",
+        about="claim 10, DELETE each with its claim id; msgs/s = deleted/s"),
+    "list_10": Scenario(
+        "list.lua", None, prep="list",
+        about="GET messages?limit=10&echo=true following markers; msgs/s = listed/s"),
+    "post_1x1KB_signed": Scenario(
+        "post1_signed.lua", 1, mailslot_only=True,
+        about="POST 1 x 1 KB with a signed-URL credential (Mailslot only)"),
+}
+DEFAULT_SCENARIOS = ["ping", "post_1x1KB", "post_10x1KB", "claim_delete", "list_10"]
+# The flat-cost runs (per Mailslot store): same scenario, fresh vs deep queue.
+CYCLE = Scenario("claim_delete.lua", None, prep="cycle",
+                 about="claim 10 + DELETE each + POST 10 back: constant depth")
+
+
+@dataclasses.dataclass
+class Target:
+    """One server under test."""
+    stack: str               # "mailslot-redis", "zaqar-redis", "mailslot-sqlite"
+    kind: str                # "mailslot" | "zaqar"
+    store: str
+    server: HttpServer
+    workers: int
+
+    @property
+    def client(self) -> Client:
+        return Client(self.server.url, PROJECT)
+
+
+class Run:
+    """Shared state of one `python -m bench` invocation."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.started = time.monotonic()
+        self.rows: list[dict] = []
+        self.managed: list = []      # every process we started (for CPU accounting)
+        self.redis: RedisServer | None = None
+        self.serial = 0
+        self.skipped: list[str] = []
+        self.planned = 0.0           # seconds of measured runs still to do (set by main)
+        self.reserve = 0.0           # seconds still needed for fills and server starts
+
+    def time_left(self) -> float:
+        return self.args.budget - (time.monotonic() - self.started)
+
+    def slack(self) -> float:
+        """Seconds left after every planned run (without repeats or waits)."""
+        return self.time_left() - self.planned - self.reserve
+
+    def run_cost(self, seconds: int | None = None) -> float:
+        """Wall time of one run: warm-up, measured run, fills and stats."""
+        return self.args.warmup + (seconds or self.args.seconds) + 3
+
+    def queue(self, label: str) -> str:
+        self.serial += 1
+        return f"b{self.serial}-{label}"[:64].replace("_", "-")
+
+    def own_pids(self) -> list[int]:
+        pids: list[int] = []
+        for proc in self.managed:
+            if proc.process.poll() is None:
+                pids.extend(proc.pids())
+        return pids
+
+
+# ---------------------------------------------------------------- measuring
+
+def _foreign_now(run: Run, window: float = 0.5) -> float:
+    pids = run.own_pids()
+    own0, self0, box0 = cpu.process_cpu_s(pids), cpu.self_cpu_s(), cpu.box_busy_s()
+    time.sleep(window)
+    own = cpu.process_cpu_s(pids) - own0 + cpu.self_cpu_s() - self0
+    return max(0.0, (cpu.box_busy_s() - box0 - own) / window)
+
+
+def quiet_gate(run: Run) -> float:
+    """Wait (up to --quiet-wait s) for foreign load under --max-foreign."""
+    wait = run.args.quiet_wait if run.slack() > 60 else 0
+    deadline = time.monotonic() + wait
+    load = _foreign_now(run)
+    while load > run.args.max_foreign and time.monotonic() < deadline:
+        load = _foreign_now(run)
+    return round(load, 2)
+
+
+def _wrk(run: Run, target: Target, script: str, seconds: int, env: dict) -> wrk.WrkResult:
+    return wrk.run(target.server.url, script, seconds=seconds,
+                   connections=run.args.connections, env={"BENCH_PROJECT": PROJECT, **env})
+
+
+def measure(run: Run, target: Target, name: str, scenario: Scenario,
+            queue: str | None = None, depth: int = 0, label: str | None = None,
+            seconds: int | None = None) -> dict:
+    args = run.args
+    seconds = seconds or args.seconds
+    client = target.client
+    queue = queue or run.queue(f"{target.kind[0]}-{name}")
+    env = {"BENCH_QUEUE": queue}
+    info: dict = {"queue": queue}
+    if scenario.script == "post1_signed.lua":
+        env["BENCH_CREDENTIAL"] = target.server.mint(queue, ttl=3600)
+    if scenario.prep == "list":
+        have = client.stats(queue)["total"]
+        client.fill(queue, args.list_fill - have)
+    elif scenario.prep == "consume":
+        have = client.stats(queue)["free"]
+        client.fill(queue, args.claim_fill - have)
+    elif scenario.prep == "cycle":
+        env["BENCH_REFILL"] = "1"
+        have = client.stats(queue)["free"]
+        info["fill_s"] = round(client.fill(queue, depth - have), 1)
+    tracked = bool(scenario.prep or depth)   # queue depth recorded around the run
+    if tracked:
+        info["depth_before_warmup"] = client.stats(queue)["total"]
+
+    info["foreign_before"] = quiet_gate(run)
+    warm = _wrk(run, target, scenario.script, args.warmup, env)
+    if scenario.prep == "consume":
+        # Top up for the measured run from the warm-up's consumption rate, so
+        # the queue never runs dry (checked after the run).
+        rate = warm.counters.get("deleted", 0) / max(warm.counters.get("duration_us", 1), 1) * 1e6
+        free = client.stats(queue)["free"]
+        if free == 0:                       # the warm-up itself ran dry
+            rate = max(rate, 2 * args.claim_fill / args.warmup)
+        need = int(rate * seconds * 1.6) + 5000
+        info["topped_up"] = max(0, need - free)
+        client.fill(queue, need - free)
+    if tracked:
+        stats = client.stats(queue)
+        info["depth_before"] = stats["total"]
+        info["free_before"] = stats["free"]
+
+    server_pids = target.server.pids()
+    workers = [p for p in server_pids if p != target.server.process.pid]
+    redis_pids = run.redis.pids() if (run.redis and target.store == "redis") else []
+    other_pids = [p for p in run.own_pids() if p not in server_pids and p not in redis_pids]
+    snap = lambda: (cpu.process_cpu_s(server_pids), cpu.process_cpu_s(redis_pids),  # noqa: E731
+                    cpu.process_cpu_s(other_pids) + cpu.self_cpu_s(), cpu.box_busy_s())
+    per_worker = [cpu.process_cpu_s([p]) for p in workers]
+    before = snap()
+    started = time.monotonic()
+    result = _wrk(run, target, scenario.script, seconds, env)
+    elapsed = time.monotonic() - started
+    after = snap()
+    # Per worker: keep-alive connections stick to the worker that accepted
+    # them, so a lopsided split shows here (one worker at ~1 core, one idle).
+    per_worker = [round((cpu.process_cpu_s([p]) - v) / elapsed, 2)
+                  for p, v in zip(workers, per_worker)]
+    server_cores, redis_cores, other_own, box_cores = (
+        (a - b) / elapsed for a, b in zip(after, before))
+    wrk_cores = result.cpu_s / elapsed
+
+    if tracked:
+        stats = client.stats(queue)
+        info["depth_after"] = stats["total"]
+        info["free_after"] = stats["free"]
+    counters = result.counters
+    duration = counters.get("duration_us", 0) / 1e6 or result.requests / max(result.requests_per_s, 1e-9)
+    if scenario.per_request is None:
+        counted = counters.get("listed") if scenario.prep == "list" else counters.get("deleted", 0)
+        messages_per_s = counted / duration
+    else:
+        ok = 1 - result.non_2xx / result.requests if result.requests else 0
+        messages_per_s = result.requests_per_s * ok * scenario.per_request
+    if scenario.prep in ("consume", "cycle"):
+        # A 204 is a DELETE or an empty claim; the counts hold if the queue
+        # never ran dry, i.e. it still has free messages after the run.
+        info["ran_dry"] = info.get("free_after", 0) == 0
+        if scenario.prep == "consume":
+            info["deleted_by_stats"] = info["depth_before"] - info["depth_after"]
+
+    row = dataclasses.asdict(result)
+    row.pop("counters")
+    rps = result.requests_per_s
+    row.update(
+        stack=target.stack, store=target.store, server=target.kind, workers=target.workers,
+        scenario=name, messages_per_s=round(messages_per_s, 1),
+        server_cores=round(server_cores, 2), worker_cores=per_worker,
+        seconds=seconds,
+        redis_cores=round(redis_cores, 2) if redis_pids else None,
+        wrk_cores=round(wrk_cores, 2),
+        # CPU per request/message moves far less with foreign load than rates do.
+        server_cpu_us_per_request=round(server_cores * 1e6 / rps, 1) if rps else None,
+        server_cpu_us_per_message=(round(server_cores * 1e6 / messages_per_s, 1)
+                                   if messages_per_s else None),
+        redis_cpu_us_per_request=(round(redis_cores * 1e6 / rps, 1)
+                                  if redis_pids and rps else None),
+        own_other_cores=round(other_own, 2),
+        foreign_cores=round(max(0.0, box_cores - server_cores - redis_cores
+                                - wrk_cores - other_own), 2),
+        counters=counters, **info)
+    # All keep-alive connections on one worker while a core idles: the rate
+    # says more about the accept race than about the request path.
+    row["box_idle_cores"] = round(max(0.0, (os.cpu_count() or 1) - box_cores), 2)
+    row["lopsided"] = (len(per_worker) > 1 and max(per_worker) > 0.3
+                       and min(per_worker) < 0.25 * max(per_worker)
+                       and row["box_idle_cores"] > 0.25)
+    if label:
+        row["depth_label"] = label
+        row.setdefault("depth_before", 0)   # a fresh queue
+    return row
+
+
+def measure_clean(run: Run, target: Target, name: str, scenario: Scenario,
+                  **kwargs) -> dict:
+    args = run.args
+    row = measure(run, target, name, scenario, **kwargs)
+    cost = run.run_cost(kwargs.get("seconds"))
+    run.planned -= cost
+    attempts = [_brief(row)]
+    retry = row["foreign_cores"] > args.max_foreign or row.get("ran_dry") or row["lopsided"]
+    # Repeat only if every run still planned keeps its time.
+    if retry and run.slack() > cost + 5:
+        print(f"   ({_why(row, args.max_foreign)}: repeating)", flush=True)
+        time.sleep(2)
+        if row.get("ran_dry"):
+            args.claim_fill *= 2
+        again = measure(run, target, name, scenario, **kwargs)
+        attempts.append(_brief(again))
+        badness = lambda r: (bool(r.get("ran_dry")), r["lopsided"],  # noqa: E731
+                             r["foreign_cores"] > args.max_foreign, r["foreign_cores"])
+        if badness(again) <= badness(row):
+            row = again
+    elif retry:
+        run.skipped.append(f"repeat of {target.stack} {name} (time budget)")
+    row["noisy"] = row["foreign_cores"] > args.max_foreign or row["lopsided"]
+    row["attempts"] = attempts
+    run.rows.append(row)
+    print(_line(row), flush=True)
+    return row
+
+
+def _why(row: dict, max_foreign: float) -> str:
+    if row.get("ran_dry"):
+        return "ran dry"
+    if row["foreign_cores"] > max_foreign or not row["lopsided"]:
+        return f"foreign load {row['foreign_cores']:.2f} cores"
+    return f"lopsided: worker cores {row['worker_cores']}"
+
+
+def _brief(row: dict) -> dict:
+    return {k: row[k] for k in ("requests_per_s", "messages_per_s", "foreign_cores",
+                                "worker_cores")}
+
+
+def _line(row: dict) -> str:
+    flag = " NOISY" if row["noisy"] else ""
+    flag += " RAN-DRY" if row.get("ran_dry") else ""
+    flag += f" LOPSIDED {row['worker_cores']}" if row["lopsided"] else ""
+    redis = f" redis {row['redis_cores']:.2f}" if row["redis_cores"] is not None else ""
+    label = row["scenario"] + (f"@{row['depth_label']}" if row.get("depth_label") else "")
+    return (f"  {row['stack']:<16} {label:<24} {row['requests_per_s']:>8.0f} req/s "
+            f"{row['messages_per_s']:>8.0f} msgs/s  p50 {row['p50_ms']:6.1f} "
+            f"p99 {row['p99_ms']:6.1f} ms  server {row['server_cores']:.2f}"
+            f" ({row['server_cpu_us_per_request']} us/req){redis}"
+            f" wrk {row['wrk_cores']:.2f} foreign {row['foreign_cores']:.2f}"
+            + (f" non-2xx {row['non_2xx']}" if row["non_2xx"] else "")
+            + (f" errors {row['errors']}" if row["errors"] else "") + flag)
+
+
+# ---------------------------------------------------------------- phases
+
+def run_scenarios(run: Run, targets: list[Target]) -> None:
+    """Every scenario on every target, taking turns (order flips per scenario)."""
+    for i, name in enumerate(run.args.scenarios):
+        scenario = SCENARIOS[name]
+        turn = [t for t in targets if t.kind == "mailslot" or not scenario.mailslot_only]
+        if i % 2:
+            turn.reverse()
+        for target in turn:
+            if run.time_left() < run.run_cost() + 5:
+                run.skipped.append(f"{target.stack} {name} (time budget)")
+                run.planned -= run.run_cost()
+                continue
+            measure_clean(run, target, name, scenario)
+
+
+FLAT_ORDER = ("a", "b", "b", "a")   # ABBA: a linear drift cancels out of the means
+
+
+def flat_cost_s(run: Run) -> float:
+    return 2 * len(FLAT_ORDER) * run.run_cost(run.args.flat_seconds)
+
+
+def run_flat(run: Run, target: Target) -> None:
+    """POST 1 x 1 KB on fresh queues vs a queue of --flat-depth messages, and
+    claim+delete at constant depth on a --cycle-depth vs the deep queue; each
+    pair in ABBA order with --flat-seconds runs; the targets use the means."""
+    args = run.args
+    if run.time_left() < flat_cost_s(run) + FLAT_FILL_S:
+        run.skipped.append(f"flat-cost runs of {target.stack} (time budget)")
+        print(f"  skipping flat-cost runs of {target.stack}: time budget", flush=True)
+        run.planned -= flat_cost_s(run)
+        run.reserve -= FLAT_FILL_S
+        return
+    deep = run.queue(f"{target.kind[0]}-deep")
+    took = target.client.fill(deep, args.flat_depth)
+    run.reserve -= FLAT_FILL_S
+    print(f"  filled {deep} with {args.flat_depth} messages in {took:.1f} s", flush=True)
+    small = run.queue(f"{target.kind[0]}-small")
+    post, cycle = {"a": (None, 0, "fresh"), "b": (deep, args.flat_depth, "deep")}, {
+        "a": (small, args.cycle_depth, "small"), "b": (deep, args.flat_depth, "deep")}
+    for name, scenario, plan in [("flat_post_1x1KB", SCENARIOS["post_1x1KB"], post),
+                                 ("flat_claim_delete", CYCLE, cycle)]:
+        for key in FLAT_ORDER:
+            queue, depth, label = plan[key]
+            measure_clean(run, target, name, scenario, queue=queue, depth=depth,
+                          label=label, seconds=args.flat_seconds)
+
+
+# ---------------------------------------------------------------- targets
+
+@dataclasses.dataclass
+class Check:
+    label: str
+    value: float | None
+    goal: float
+    detail: str
+    noisy: bool = False
+
+    def verdict(self) -> str:
+        if self.value is None:
+            return "n/a"
+        return ("PASS" if self.value >= self.goal else "MISS") + (" (noisy)" if self.noisy else "")
+
+
+def find(rows: list[dict], stack: str, scenario: str, label: str | None = None) -> dict | None:
+    for row in rows:
+        if (row["stack"] == stack and row["scenario"] == scenario
+                and row.get("depth_label") == label):
+            return row
+    return None
+
+
+def mean_row(rows: list[dict], stack: str, scenario: str, label: str) -> dict | None:
+    """The mean of the flat-cost runs with this label (ABBA: two of each)."""
+    found = [r for r in rows if r["stack"] == stack and r["scenario"] == scenario
+             and r.get("depth_label") == label]
+    if not found:
+        return None
+    mean = lambda key: sum(r[key] or 0 for r in found) / len(found)  # noqa: E731
+    return {"n": len(found), "messages_per_s": mean("messages_per_s"),
+            "server_cpu_us_per_message": mean("server_cpu_us_per_message"),
+            "depth_before": min(r.get("depth_before") or 0 for r in found),
+            "noisy": any(r["noisy"] for r in found)}
+
+
+def ratio(a: dict | None, b: dict | None, key: str) -> tuple[float | None, bool]:
+    if not a or not b or not b[key]:
+        return None, False
+    return round(a[key] / b[key], 2), a["noisy"] or b["noisy"]
+
+
+def checks(rows: list[dict], stores: list[str]) -> list[Check]:
+    out = []
+    ms, zq = "mailslot-redis", "zaqar-redis"
+    with_zaqar = any(r["stack"] == zq for r in rows)
+    for scenario, key, goal, what in [] if not with_zaqar else [
+            ("post_1x1KB", "requests_per_s", 6, "single POST req/s"),
+            ("post_10x1KB", "messages_per_s", 5, "batch-of-10 msgs/s"),
+            ("claim_delete", "messages_per_s", 5, "claimed-and-deleted msgs/s"),
+            ("list_10", "messages_per_s", 0, "listed msgs/s (no target)")]:
+        a, b = find(rows, ms, scenario), find(rows, zq, scenario)
+        value, noisy = ratio(a, b, key)
+        detail = "missing run"
+        if a and b:
+            # The same comparison in server CPU per message: steadier under
+            # foreign load, and what the servers would do given the same cores.
+            cpu_ratio, _ = ratio(b, a, "server_cpu_us_per_message")
+            detail = (f"{a[key]:.0f} / {b[key]:.0f}; server CPU us/msg "
+                      f"{b['server_cpu_us_per_message']} / {a['server_cpu_us_per_message']}"
+                      f" = {cpu_ratio}x")
+        out.append(Check(f"Mailslot/Zaqar {what}", value, goal, detail, noisy))
+    for store in stores:
+        stack = f"mailslot-{store}"
+        a, b = find(rows, stack, "post_1x1KB"), find(rows, stack, "ping")
+        value, noisy = ratio(a, b, "requests_per_s")
+        detail = f"{a['requests_per_s']:.0f} / {b['requests_per_s']:.0f}" if a and b else "missing run"
+        out.append(Check(f"{stack} POST 1x1KB / own ping (req/s)", value, 0.15, detail, noisy))
+    for row_zq_ping in [find(rows, zq, "ping")]:
+        a = find(rows, zq, "post_1x1KB")
+        value, noisy = ratio(a, row_zq_ping, "requests_per_s")
+        if value is not None:
+            out.append(Check("zaqar-redis POST 1x1KB / own ping (req/s, info)", value, 0,
+                             f"{a['requests_per_s']:.0f} / {row_zq_ping['requests_per_s']:.0f}",
+                             noisy))
+    for store in stores:
+        stack = f"mailslot-{store}"
+        for scenario, what in [("flat_post_1x1KB", "POST 1x1KB"),
+                               ("flat_claim_delete", "claim+delete")]:
+            deep = mean_row(rows, stack, scenario, "deep")
+            fresh = mean_row(rows, stack, scenario, "fresh" if "post" in scenario else "small")
+            if not deep or not fresh:
+                continue
+            value, noisy = ratio(deep, fresh, "messages_per_s")
+            cost, _ = ratio(deep, fresh, "server_cpu_us_per_message")
+            detail = (f"means of {deep['n']}+{fresh['n']} runs: {deep['messages_per_s']:.0f} / "
+                      f"{fresh['messages_per_s']:.0f} msgs/s (depth {deep['depth_before']} vs "
+                      f"{fresh['depth_before']}); server CPU/msg deep/fresh {cost}")
+            out.append(Check(f"{stack} flat {what}: deep / fresh msgs/s", value, 0.8,
+                             detail, noisy))
+    return out
+
+
+# ---------------------------------------------------------------- main
+
+def _versions(zaqar: bool) -> dict:
+    out = {"wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split(" [")[0],
+           "redis-server": subprocess.run(["redis-server", "--version"], capture_output=True,
+                                          text=True).stdout.split()[2]}
+    if zaqar:
+        out["zaqar"] = subprocess.run(
+            [str(ZAQAR_VENV / "bin" / "python"), "-c",
+             "from importlib.metadata import version as v; print(v('zaqar'), v('gunicorn'))"],
+            capture_output=True, text=True).stdout.strip()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stores", nargs="+", default=["redis", "sqlite"],
+                        choices=["redis", "sqlite"], help="Mailslot stores, in order")
+    parser.add_argument("--zaqar", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run the Zaqar 23 peer on the Redis store's redis-server"
+                             " (installed with the peer's setup script if missing)")
+    parser.add_argument("--flat", action=argparse.BooleanOptionalAction, default=True,
+                        help="flat-cost runs: fresh vs --flat-depth queue")
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2, help="Mailslot uvicorn workers")
+    parser.add_argument("--zaqar-workers", type=int, default=4, help="Zaqar gunicorn sync workers")
+    parser.add_argument("--max-foreign", type=float, default=0.3)
+    parser.add_argument("--quiet-wait", type=float, default=5,
+                        help="seconds to wait for quiet before each run")
+    parser.add_argument("--budget", type=float, default=540,
+                        help="seconds for the whole run; repeats and later phases are"
+                             " skipped when it runs out")
+    parser.add_argument("--scenarios", nargs="+", default=DEFAULT_SCENARIOS,
+                        choices=list(SCENARIOS))
+    parser.add_argument("--claim-fill", type=int, default=20000,
+                        help="messages before the claim warm-up (topped up after it)")
+    parser.add_argument("--list-fill", type=int, default=5000)
+    parser.add_argument("--flat-depth", type=int, default=100000)
+    parser.add_argument("--cycle-depth", type=int, default=2000)
+    parser.add_argument("--flat-seconds", type=int, default=5,
+                        help="measured seconds of each flat-cost run (4 per pair, ABBA)")
+    parser.add_argument("--sqlite-uri", help="default: a new file in a temp dir")
+    args = parser.parse_args(argv)
+
+    # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C: every server is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    if args.zaqar and "redis" in args.stores and not zaqar_installed():
+        install_zaqar()
+    run = Run(args)
+    for store in args.stores:
+        zaqar_too = store == "redis" and args.zaqar
+        run.planned += run.run_cost() * sum(
+            2 if zaqar_too and not SCENARIOS[n].mailslot_only else 1 for n in args.scenarios)
+        run.planned += flat_cost_s(run) if args.flat else 0
+        run.reserve += STACK_START_S + (FLAT_FILL_S if args.flat else 0)
+    print(f"Mailslot: {args.workers} uvicorn workers; Zaqar: {args.zaqar_workers} gunicorn sync"
+          f" workers; wrk -t1 -c{args.connections}, {args.warmup} s warm-up + {args.seconds} s",
+          flush=True)
+    try:
+        with tempfile.TemporaryDirectory(prefix="mailslot-bench-") as tmp:
+            for store in args.stores:
+                run.reserve -= STACK_START_S
+                if run.time_left() < 5 * run.run_cost():
+                    run.skipped.append(f"store {store} (time budget)")
+                    continue
+                targets = []
+                with contextlib.ExitStack() as phase:
+                    if store == "redis":
+                        run.redis = phase.enter_context(RedisServer(tmp))
+                        run.managed.append(run.redis)
+                        uri = run.redis.uri(1)
+                    else:
+                        uri = args.sqlite_uri or f"sqlite:///{tmp}/bench.db"
+                    server = phase.enter_context(MailslotServer(uri, args.workers, tmp))
+                    run.managed.append(server)
+                    targets.append(Target(f"mailslot-{store}", "mailslot", store, server,
+                                          args.workers))
+                    if store == "redis" and args.zaqar:
+                        zaqar = phase.enter_context(ZaqarServer(
+                            "127.0.0.1", run.redis.port, tmp, workers=args.zaqar_workers))
+                        run.managed.append(zaqar)
+                        targets.append(Target("zaqar-redis", "zaqar", store, zaqar,
+                                              args.zaqar_workers))
+                    print(f"== {store}: " + ", ".join(
+                        f"{t.stack} {t.server.url}" for t in targets)
+                        + (f" (redis-server 127.0.0.1:{run.redis.port})" if store == "redis" else ""),
+                        flush=True)
+                    run_scenarios(run, targets)
+                    if args.flat:
+                        run_flat(run, targets[0])
+                run.managed = []
+                run.redis = None
+    except KeyboardInterrupt:
+        print("interrupted: writing what was measured", flush=True)
+    finally:
+        report(run)
+    return 0
+
+
+def report(run: Run) -> None:
+    args = run.args
+    results = checks(run.rows, [s for s in args.stores
+                                if any(r["store"] == s and r["server"] == "mailslot"
+                                       for r in run.rows)])
+    pings = {r["stack"]: r["requests_per_s"] for r in run.rows if r["scenario"] == "ping"}
+    for row in run.rows:
+        if row["stack"] in pings and row["scenario"] != "ping":
+            row["ratio_to_ping"] = round(row["requests_per_s"] / pings[row["stack"]], 3)
+            row["msgs_ratio_to_ping"] = round(row["messages_per_s"] / pings[row["stack"]], 3)
+    stamp = datetime.datetime.now(datetime.timezone.utc)
+    report = {"date": stamp.isoformat(timespec="seconds"), "host": platform.node(),
+              "cpus": os.cpu_count(), "python": sys.version.split()[0],
+              "versions": _versions(args.zaqar and "redis" in args.stores),
+              "settings": vars(args), "wall_s": round(time.monotonic() - run.started, 1),
+              "skipped": run.skipped, "results": run.rows,
+              "targets": [dataclasses.asdict(c) | {"verdict": c.verdict()} for c in results]}
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{stamp:%Y-%m-%dT%H%M%S}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print("\n== targets (ratios within this run)")
+    for c in results:
+        goal = f">= {c.goal:g}" if c.goal else "info"
+        value = "-" if c.value is None else f"{c.value:.2f}x"
+        print(f"  {c.verdict():<14} {c.label:<58} {value:>8}  ({goal}; {c.detail})")
+    for item in run.skipped:
+        print(f"  skipped: {item}")
+    print(f"results: {path}  ({report['wall_s']:.0f} s)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

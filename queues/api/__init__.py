@@ -1,0 +1,1 @@
+"""The falcon ASGI application: Zaqar's v2 REST API."""

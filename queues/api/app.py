@@ -1,0 +1,73 @@
+"""The app factory (for tests) and ``get_app()`` (for gunicorn).
+
+gunicorn runs ``queues.api.app:get_app()`` in each UvicornWorker; the config
+file path comes from ``MAILSLOT_CONFIG`` (set by ``mailslot serve``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Callable
+
+import falcon
+import falcon.asgi
+
+from queues.api.errors import install_error_handlers
+from queues.api.middleware import RequestId, ZaqarChecks
+from queues.api.resources.base import Context, MetadataCache
+from queues.api.routes import routes
+from queues.api.signed import KeySource, SignedAccess, install_log_redaction
+from queues.config import Settings, load_settings
+from queues.storage import load_driver
+from queues.storage.base import Driver
+
+CONFIG_ENV = "MAILSLOT_CONFIG"
+
+
+class Lifecycle:
+    """Closes the store when the worker shuts down."""
+
+    def __init__(self, storage: Driver) -> None:
+        self._storage = storage
+
+    async def process_shutdown(self, scope: dict, event: dict) -> None:
+        await self._storage.close()
+
+
+def create_app(settings: Settings, storage: Driver,
+               clock: Callable[[], float] = time.time) -> falcon.asgi.App:
+    """Build the API. Raises ``ConfigError`` for unusable signing keys."""
+    keys = KeySource(settings.signing, clock)
+    app = falcon.asgi.App(middleware=[
+        RequestId(), SignedAccess(settings.signing, keys, storage, clock),
+        ZaqarChecks(settings.transport), Lifecycle(storage)])
+    app.req_options.auto_parse_qs_csv = True
+    app.req_options.keep_blank_qs_values = False
+    app.req_options.strip_url_path_trailing_slash = False
+    install_error_handlers(app)
+    ctx = Context(settings=settings, storage=storage, clock=clock,
+                  metadata=MetadataCache(storage, settings.api.metadata_cache_ttl, clock))
+    for path, resource in routes(ctx, keys):
+        app.add_route(path, resource)
+    return app
+
+
+def build_storage(settings: Settings) -> Driver:
+    """The driver for ``storage.uri`` (no connection is made yet)."""
+    storage = settings.storage
+    options = {}
+    if storage.effective_uri.startswith("mongodb"):
+        options = {"write_concern": storage.write_concern,
+                   "read_preference": storage.read_preference}
+    return load_driver(storage.effective_uri, timeout=storage.timeout,
+                       namespace=storage.namespace, options=options)
+
+
+def get_app() -> falcon.asgi.App:
+    settings = load_settings(os.environ.get(CONFIG_ENV) or None)
+    logging.basicConfig(level=settings.logging.level,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    install_log_redaction()
+    return create_app(settings, build_storage(settings))

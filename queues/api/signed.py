@@ -1,0 +1,390 @@
+"""Signed-URL authentication for the API (threat model: signing.md §4).
+
+A request presents a token as ``Authorization: Signed <kid>:<token>``, as
+``?token=<kid>:<token>`` (the minted ``url``), or as Zaqar's ``URL-*``
+headers. When one is present it must verify — there is no fall-through to
+header auth — and it replaces the project and roles of the request.
+
+Scope is checked against the router's parsed ``queue_name`` and the route's
+operation (``grant_ops`` on the resource), never against path strings.
+Revocation state (queue generation, jti deny-list, key file) is cached per
+worker for at most ``signing.revocation_cache_ttl`` seconds: the documented
+bound on how late a revocation takes effect. Per-token request counts are
+batched and shared through the store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import functools
+import logging
+import os
+import random
+import re
+import time
+import uuid
+from typing import Any, Callable
+
+import falcon
+
+import signing
+from queues.config import SigningSettings
+from queues.errors import ConfigError, SignatureRejected, TokenRefused, TooManyRequests
+from queues.storage.base import Driver
+
+AUDIT = logging.getLogger("mailslot.audit")
+TOKEN_PARAM = "token"
+ZAQAR_HEADERS = ("URL-Signature", "URL-Expires", "URL-Methods", "URL-Paths")
+_CLIENT_NAMESPACE = uuid.UUID("5c0f1c4e-8d1e-4b0c-9a51-6d61696c736c")
+RATE_WINDOW = 60
+RATE_FLUSH_EVERY = 25
+VERIFIED_CACHE_SIZE = 10_000
+
+
+def audit(event: str, **fields: Any) -> None:
+    """One structured line per event; never a token or signature."""
+    AUDIT.info("%s %s", event, " ".join(f"{k}={v}" for k, v in fields.items()))
+
+
+class KeySource:
+    """The key ring, re-read from ``keys_file`` when the file changes."""
+
+    def __init__(self, settings: SigningSettings, clock: Callable[[], float]) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._checked = 0.0
+        self._mtime: float | None = None
+        self.ring = self._load()
+        self._signer = self._build_signer(self.ring)
+        self._verified: dict[tuple[str, str], signing.Grant] = {}
+        self._verified_for: signing.GrantSigner | None = None
+
+    def _load(self) -> signing.KeyRing | None:
+        try:
+            if self._settings.keys_file:
+                self._mtime = os.stat(self._settings.keys_file).st_mtime
+                return signing.KeyRing.from_file(self._settings.keys_file)
+            value = os.environ.get(signing.ENV_VAR)
+            return signing.KeyRing.from_env(value) if value else None
+        except (OSError, signing.SigningConfigError) as ex:
+            raise ConfigError(f"signing keys: {ex}") from None
+
+    def current(self) -> signing.KeyRing | None:
+        now = self._clock()
+        if self._settings.keys_file and now - self._checked >= \
+                self._settings.revocation_cache_ttl:
+            self._checked = now
+            try:
+                if os.stat(self._settings.keys_file).st_mtime != self._mtime:
+                    self.ring = self._load()
+                    self._signer = self._build_signer(self.ring)
+                    audit("keys_reloaded", kids=",".join(self.ring.kids))
+            except (OSError, ConfigError):
+                logging.getLogger("mailslot.api").error(
+                    "signing key file could not be reloaded; keeping the old ring")
+        return self.ring
+
+    def signer(self) -> signing.GrantSigner | None:
+        self.current()
+        return self._signer
+
+    def verify(self, kid: str, token: str, now: float) -> signing.Grant:
+        """``GrantSigner.verify`` with a bounded cache of verified tokens.
+
+        The same bytes always decode to the same grant, so a repeat request
+        skips the decoding and HMAC; the time checks still run every time,
+        and a key ring reload empties the cache (a retired key stops working).
+        """
+        signer = self.signer()
+        if signer is None:
+            raise signing.InvalidToken("unknown_kid")
+        if self._verified_for is not signer:
+            self._verified, self._verified_for = {}, signer
+        grant = self._verified.get((kid, token))
+        if grant is None:
+            grant = signer.verify(kid, token, now=now)
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                self._verified.clear()
+            self._verified[(kid, token)] = grant
+        else:
+            signer.check_times(grant, now=now)
+        return grant
+
+    def _build_signer(self, ring: signing.KeyRing | None) -> signing.GrantSigner | None:
+        if ring is None:
+            return None
+        return signing.GrantSigner(
+            ring, default_ttl=self._settings.default_ttl, max_ttl=self._settings.max_ttl,
+            leeway=self._settings.leeway)
+
+
+class RevocationCache:
+    """Queue generations and deny-list answers, cached for a bounded time,
+    and per-token request counters flushed to the store in batches."""
+
+    def __init__(self, storage: Driver, ttl: float, clock: Callable[[], float]) -> None:
+        self._storage = storage
+        self._ttl = ttl
+        self._clock = clock
+        self._generations: dict[tuple[str, str], tuple[int, float]] = {}
+        self._revoked: dict[str, tuple[bool, float]] = {}
+        self._pending: dict[str, int] = {}
+        self._totals: dict[str, tuple[int, int]] = {}
+        self._flushed = 0.0
+
+    async def generation(self, project: str, queue: str) -> int:
+        now, key = self._clock(), (project, queue)
+        cached = self._generations.get(key)
+        if cached is None or now - cached[1] >= self._ttl:
+            cached = (await self._storage.grants.generation(project, queue), now)
+            self._generations[key] = cached
+        return cached[0]
+
+    async def is_revoked(self, jti: str) -> bool:
+        now = self._clock()
+        cached = self._revoked.get(jti)
+        if cached is None or now - cached[1] >= self._ttl:
+            cached = (jti in await self._storage.grants.revoked([jti]), now)
+            if len(self._revoked) > 100_000:
+                self._revoked.clear()
+            self._revoked[jti] = cached
+        return cached[0]
+
+    async def within_rate(self, jti: str, per_minute: int) -> bool:
+        """Count one use; False once the token's shared count passes the limit.
+
+        Counts reach the store every ``RATE_FLUSH_EVERY`` local uses or
+        ``revocation_cache_ttl`` seconds, so all workers together may
+        overshoot by at most that many requests per worker.
+        """
+        now = self._clock()
+        window = int(now // RATE_WINDOW)
+        self._pending[jti] = self._pending.get(jti, 0) + 1
+        known_window, known = self._totals.get(jti, (window, 0))
+        if known_window != window:
+            known = 0
+        if (sum(self._pending.values()) >= RATE_FLUSH_EVERY
+                or now - self._flushed >= self._ttl):
+            await self._flush(now, window)
+            known = self._totals[jti][1]
+            return known <= per_minute
+        return known + self._pending[jti] <= per_minute
+
+    async def _flush(self, now: float, window: int) -> None:
+        pending, self._pending = self._pending, {}
+        self._flushed = now
+        totals = await self._storage.grants.count_uses(pending, RATE_WINDOW)
+        self._totals = {jti: known for jti, known in self._totals.items()
+                        if known[0] == window}
+        self._totals.update((jti, (window, count)) for jti, count in totals.items())
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenAuth:
+    """What a verified token established for this request."""
+
+    kind: str  # "signed" (Mailslot token) or "zaqar" (URL-* headers)
+    project: str
+    jti: str | None = None
+    kid: str | None = None
+
+
+_EMPTY_TOKEN_PARAM = re.compile(rf"(?:^|&){TOKEN_PARAM}=(?:&|$)")
+
+
+def _credential(req: falcon.Request) -> tuple[str, str] | None:
+    header = req.get_header("Authorization")
+    in_query = req.get_param(TOKEN_PARAM)
+    if in_query is None and _EMPTY_TOKEN_PARAM.search(req.query_string):
+        raise TokenRefused()  # an empty token never means "no token"
+    if header is not None and signing.is_signed_scheme(header):
+        if in_query is not None:
+            raise TokenRefused()
+        return "header", header
+    if in_query is not None:
+        return "query", in_query
+    return None
+
+
+class SignedAccess:
+    """Falcon middleware; runs before ``ZaqarChecks``."""
+
+    def __init__(self, settings: SigningSettings, keys: KeySource, storage: Driver,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._settings = settings
+        self._keys = keys
+        self._storage = storage
+        self._cache = RevocationCache(storage, settings.revocation_cache_ttl, clock)
+        self._clock = clock
+
+    async def process_resource(self, req: falcon.Request, resp: falcon.Response,
+                               resource: object, params: dict) -> None:
+        req.context.token = None
+        if resource is None:
+            return
+        operations = required_operations(resource, req)
+        if req.get_header("URL-Signature") is not None:
+            req.context.token = await self._zaqar(req, operations, params)
+        else:
+            credential = _credential(req)
+            if credential is None:
+                return
+            req.context.token = await self._signed(req, operations, params,
+                                                   *credential)
+        resp.set_header("Cache-Control", "no-store")
+        resp.set_header("Referrer-Policy", "no-referrer")
+
+    async def _signed(self, req: falcon.Request, operations: tuple[str, ...],
+                      params: dict, source: str, value: str) -> TokenAuth:
+        kid = jti = None
+        try:
+            kid, token = (signing.parse_authorization(value) if source == "header"
+                          else signing.parse_credential(value))
+            grant = self._keys.verify(kid, token, self._clock())
+            if not operations:
+                raise signing.InvalidToken("scope")
+            jti = grant.jti
+            await self._check_grant(req, grant, operations, params)
+        except signing.InvalidToken as ex:
+            audit("refuse", reason=ex.reason, kid=kid or "-", jti=jti or "-",
+                  method=req.method, queue=params.get("queue_name", "-"),
+                  client=req.remote_addr)
+            raise TokenRefused() from None
+        await self._count_use(req, grant.jti, kid, operations, grant.project, grant.queue)
+        return TokenAuth("signed", grant.project, grant.jti, kid)
+
+    async def _count_use(self, req: falcon.Request, jti: str, kid: str | None,
+                         operations: tuple[str, ...], project: str, queue: str) -> None:
+        if not await self._cache.within_rate(jti, self._settings.requests_per_minute):
+            audit("refuse", reason="rate", kid=kid or "-", jti=jti,
+                  client=req.remote_addr)
+            raise TooManyRequests("This signed URL has made too many requests;"
+                                  " try again in a minute.")
+        if random.random() < self._settings.audit_use_sample_rate:
+            audit("use", kid=kid or "-", jti=jti, op=",".join(operations),
+                  project=project, queue=queue, client=req.remote_addr)
+
+    async def _check_grant(self, req: falcon.Request, grant: signing.Grant,
+                           operations: tuple[str, ...], params: dict) -> None:
+        header_project = req.get_header("X-Project-ID")
+        if header_project is not None and header_project != grant.project:
+            raise signing.InvalidToken("scope")
+        for operation in operations:
+            signing.authorize(grant, grant.project, params.get("queue_name"),
+                              operation, client_ip=req.remote_addr)
+        if await self._cache.generation(grant.project, grant.queue) != grant.gen:
+            raise signing.InvalidToken("revoked")
+        if await self._cache.is_revoked(grant.jti):
+            raise signing.InvalidToken("revoked")
+        if grant.one_time and not await self._storage.grants.consume(grant.jti,
+                                                                     grant.exp):
+            raise signing.InvalidToken("reused")
+
+    async def _zaqar(self, req: falcon.Request, operations: tuple[str, ...],
+                     params: dict) -> TokenAuth:
+        """Zaqar's URL-* headers: any failure is a bare 404, as in Zaqar."""
+        ring, project = self._keys.current(), req.get_header("X-Project-ID")
+        queue = params.get("queue_name")
+        signature = req.get_header("URL-Signature") or ""
+        try:
+            if ring is None or not operations or not project or queue is None:
+                raise signing.InvalidToken("scope")
+            methods = [m for m in (req.get_header("URL-Methods") or "").split(",") if m]
+            paths = [p for p in (req.get_header("URL-Paths") or "").split(",") if p]
+            generation = await self._cache.generation(project, queue)
+            _verify_zaqar_any_key(ring, project, queue, generation, signature, paths,
+                                  methods, req.get_header("URL-Expires"), self._clock())
+            if req.method not in methods or not signing.zaqar_path_allowed(paths,
+                                                                           req.path):
+                raise signing.InvalidToken("scope")
+        except signing.InvalidToken as ex:
+            audit("refuse", form="zaqar", reason=ex.reason, method=req.method,
+                  path=req.path, client=req.remote_addr)
+            raise SignatureRejected() from None
+        signature_id = zaqar_signature_id(signature)
+        await self._count_use(req, signature_id, None, operations, project, queue)
+        return TokenAuth("zaqar", project, signature_id)
+
+
+def _verify_zaqar_any_key(ring: signing.KeyRing, project: str, queue: str,
+                          generation: int, signature: str, paths: list[str],
+                          methods: list[str], expires: str | None, now: float) -> None:
+    """Accept a signature made with any active or verify-state key."""
+    failure = signing.InvalidToken("bad_signature")
+    for kid in ring.kids:
+        key = ring.get(kid)
+        if key is None or key.state == signing.KeyState.RETIRED:
+            continue
+        derived = signing.zaqar_queue_key(key.secret, project, queue, generation)
+        try:
+            signing.verify_zaqar_headers(derived, signature, paths, methods, project,
+                                         expires, now, max_lifetime=signing.HARD_MAX_TTL)
+            return
+        except signing.InvalidToken as ex:
+            failure = ex
+    raise failure
+
+
+def zaqar_signature_id(signature: str) -> str:
+    """A stable id for a Zaqar-form signature (rate limits, audit)."""
+    return "z-" + hashlib.sha256(signature.encode()).hexdigest()[:22]
+
+
+def required_operations(resource: object, req: falcon.Request) -> tuple[str, ...]:
+    """The operations a token needs for this route and method (none: not
+    token-accessible). ``grant_ops`` values are an operation, or a function
+    of the request for routes whose effect depends on the query."""
+    needed = getattr(resource, "grant_ops", {}).get(req.method)
+    if callable(needed):
+        needed = needed(req)
+    if needed is None:
+        return ()
+    return (needed,) if isinstance(needed, str) else tuple(needed)
+
+
+def client_id_for(token: TokenAuth) -> str:
+    """Signed requests may omit Client-ID; echo rules then use one per token."""
+    return _client_id(token.jti or token.project)
+
+
+@functools.lru_cache(maxsize=4096)
+def _client_id(seed: str) -> str:
+    return str(uuid.uuid5(_CLIENT_NAMESPACE, seed))
+
+
+_TOKEN_IN_TEXT = re.compile(r"((?:^|[?&\s])token=)[^&\s\"']+")
+
+
+def redact(text: str) -> str:
+    """Hide query-string tokens (``token=...``) in a log line."""
+    return _TOKEN_IN_TEXT.sub(r"\1REDACTED", text)
+
+
+class RedactTokens(logging.Filter):
+    """A logging filter that removes query-string tokens from every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "token=" in record.msg:
+            record.msg = redact(record.msg)
+        if isinstance(record.args, dict):
+            record.args = {k: _redact_value(v) for k, v in record.args.items()}
+        elif isinstance(record.args, tuple):
+            record.args = tuple(_redact_value(a) for a in record.args)
+        return True
+
+
+def _redact_value(value: Any) -> Any:
+    return redact(value) if isinstance(value, str) and "token=" in value else value
+
+
+def install_log_redaction() -> None:
+    """Attach ``RedactTokens`` to every logger that may see a request line."""
+    for name in ("", "uvicorn", "uvicorn.access", "uvicorn.error", "gunicorn.access",
+                 "gunicorn.error", "mailslot.api", "mailslot.audit"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactTokens) for f in logger.filters):
+            logger.addFilter(RedactTokens())
+        for handler in logger.handlers:
+            if not any(isinstance(f, RedactTokens) for f in handler.filters):
+                handler.addFilter(RedactTokens())

@@ -1,0 +1,91 @@
+"""The Lua scripts of ``scripts/``: loaded once, one attribute per script.
+
+Each script runs as ``common.lua`` followed by its own file, and is called as
+EVALSHA (redis-py reloads it after a ``NOSCRIPT``, e.g. once Redis restarted).
+The parsers here turn the script replies back into models.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import struct
+from typing import Sequence
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from queues.models import Message
+
+_DIR = pathlib.Path(__file__).parent / "scripts"
+
+
+def source(name: str) -> str:
+    """The full text of a script as sent to Redis."""
+    common = (_DIR / "common.lua").read_text(encoding="utf-8")
+    return common + "\n" + (_DIR / f"{name}.lua").read_text(encoding="utf-8")
+
+
+class Scripts:
+    """The registered scripts of one client. Call as ``await s.post(keys=, args=)``."""
+
+    def __init__(self, client: Redis) -> None:
+        def load(name: str) -> AsyncScript:
+            return client.register_script(source(name))
+
+        self.queue_create = load("queue_create")
+        self.queue_set_metadata = load("queue_set_metadata")
+        self.queue_delete = load("queue_delete")
+        self.queue_list = load("queue_list")
+        self.queue_stats = load("queue_stats")
+        self.post = load("post")
+        self.message_list = load("message_list")
+        self.message_get = load("message_get")
+        self.message_delete = load("message_delete")
+        self.message_delete_many = load("message_delete_many")
+        self.message_pop = load("message_pop")
+        self.message_purge = load("message_purge")
+        self.claim_create = load("claim_create")
+        self.claim_get = load("claim_get")
+        self.claim_renew = load("claim_renew")
+        self.claim_release = load("claim_release")
+        self.sweep = load("sweep")
+        self.token_mark = load("token_mark")
+
+
+# common.lua RECORD: six big-endian doubles and a uint32, then three strings
+# (client_id, claim_id, checksum), each a uint32 length and its bytes.
+_FIXED = struct.Struct(">6dI")
+_LENGTH = struct.Struct(">I")
+
+
+def to_message(row: Sequence[bytes]) -> Message:
+    """A message from a ``{id, body, record}`` reply of ``message_replies``."""
+    message_id, body, record = row
+    (marker, ttl, created, expires, delay_until, claim_expires,
+     claim_count) = _FIXED.unpack_from(record)
+    offset = _FIXED.size
+    strings = []
+    for _ in range(3):
+        (length,) = _LENGTH.unpack_from(record, offset)
+        offset += _LENGTH.size
+        strings.append(record[offset:offset + length].decode() or None)
+        offset += length
+    client_id, claim_id, checksum = strings
+    return Message(
+        id=message_id.decode(),
+        marker=int(marker),
+        body_json=body,
+        ttl=int(ttl),
+        created=created,
+        expires=expires,
+        delay_until=delay_until,
+        client_id=client_id,
+        claim_id=claim_id,
+        claim_expires=claim_expires if claim_id else None,
+        claim_count=claim_count,
+        checksum=checksum,
+    )
+
+
+def to_messages(rows: Sequence[Sequence[bytes]]) -> list[Message]:
+    return [to_message(row) for row in rows]

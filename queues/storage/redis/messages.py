@@ -1,0 +1,120 @@
+"""Messages on Redis: one script call per operation."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
+from queues.errors import (
+    ClaimExpired,
+    MessageIsClaimed,
+    MessageNotClaimed,
+    MessageNotFound,
+)
+from queues.models import Message, NewMessage, Page, new_ids
+from queues.storage.base import MessageStore
+from queues.storage.redis.lua import to_messages
+
+if TYPE_CHECKING:
+    from queues.storage.redis.driver import RedisDriver
+
+# message_delete.lua result codes.
+_DELETE_ERRORS = {1: MessageIsClaimed, 2: MessageNotClaimed, 3: ClaimExpired}
+
+
+class RedisMessages(MessageStore):
+    def __init__(self, driver: RedisDriver) -> None:
+        self._driver = driver
+        self._keys = driver.keys
+        self._scripts = driver.scripts
+
+    async def post(
+        self,
+        project: str,
+        queue: str,
+        messages: Sequence[NewMessage],
+        client_id: str | None,
+    ) -> list[str]:
+        keys = self._keys.queue(project, queue)
+        ids = new_ids(len(messages))
+        args: list[Any] = [self._driver.clock(), queue, keys.member, client_id or ""]
+        for message_id, message in zip(ids, messages):
+            args += [message_id, message.body_json, message.ttl, message.delay,
+                     message.checksum or ""]
+        await self._driver.guard(self._scripts.post(
+            keys=keys.keys + self._keys.project(project).keys, args=args))
+        return ids
+
+    async def list(
+        self,
+        project: str,
+        queue: str,
+        *,
+        marker: str | None = None,
+        limit: int = 10,
+        echo: bool = False,
+        client_id: str | None = None,
+        include_claimed: bool = False,
+        include_delayed: bool = False,
+    ) -> Page[Message]:
+        try:
+            after = int(marker) if marker is not None else 0
+        except ValueError:
+            return Page([], None)
+        hide = "" if echo or client_id is None else client_id
+        rows = await self._driver.guard(self._scripts.message_list(
+            keys=self._keys.queue(project, queue).keys,
+            args=[self._driver.clock(), after, limit, hide,
+                  int(include_claimed), int(include_delayed)]))
+        items = to_messages(rows)
+        return Page(items, str(items[-1].marker) if items else None)
+
+    async def get(self, project: str, queue: str, message_id: str) -> Message:
+        found = await self.get_many(project, queue, [message_id])
+        if not found:
+            raise MessageNotFound(project, queue, message_id)
+        return found[0]
+
+    async def get_many(
+        self, project: str, queue: str, message_ids: Sequence[str]
+    ) -> list[Message]:
+        if not message_ids:
+            return []
+        rows = await self._driver.guard(self._scripts.message_get(
+            keys=self._keys.queue(project, queue).keys,
+            args=[self._driver.clock(), *message_ids]))
+        return sorted(to_messages(rows), key=lambda m: m.marker)
+
+    async def delete(
+        self, project: str, queue: str, message_id: str, claim_id: str | None = None
+    ) -> None:
+        code = await self._driver.guard(self._scripts.message_delete(
+            keys=self._keys.queue(project, queue).keys,
+            args=[self._driver.clock(), message_id, int(claim_id is not None),
+                  claim_id or ""]))
+        if code in _DELETE_ERRORS:
+            raise _DELETE_ERRORS[code]()
+
+    async def delete_many(
+        self,
+        project: str,
+        queue: str,
+        message_ids: Sequence[str],
+        claim_ids: Sequence[str] | None = None,
+    ) -> None:
+        if not message_ids:
+            return
+        claims = list(claim_ids or ())
+        await self._driver.guard(self._scripts.message_delete_many(
+            keys=self._keys.queue(project, queue).keys,
+            args=[self._driver.clock(), int(claim_ids is not None), len(claims),
+                  *claims, *message_ids]))
+
+    async def pop(self, project: str, queue: str, limit: int) -> list[Message]:
+        rows = await self._driver.guard(self._scripts.message_pop(
+            keys=self._keys.queue(project, queue).keys,
+            args=[self._driver.clock(), limit]))
+        return to_messages(rows)
+
+    async def purge(self, project: str, queue: str) -> None:
+        await self._driver.guard(self._scripts.message_purge(
+            keys=self._keys.queue(project, queue).keys, args=[]))

@@ -1,0 +1,29 @@
+"""Dependency rules of the subscriptions package."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+MODULES = ["classify", "errors", "http", "mailto", "payload", "result", "retry",
+           "ssrf", "webhook"]
+
+
+def imported_after(statement: str) -> set[str]:
+    code = f"import sys; {statement}; print('\\n'.join(sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], check=True,
+                         capture_output=True, text=True, timeout=60)
+    return set(out.stdout.split())
+
+
+def test_no_module_imports_the_api():
+    loaded = imported_after("; ".join(f"import subscriptions.{m}" for m in MODULES))
+    assert not {m for m in loaded if m == "queues.api" or m.startswith("queues.api.")}
+
+
+def test_validation_modules_do_not_pull_in_httpx():
+    """The API validates policies and URLs without loading the HTTP stack."""
+    loaded = imported_after("import subscriptions.retry, subscriptions.ssrf, "
+                            "subscriptions.classify")
+    assert "httpx" not in loaded
+    assert "smtplib" not in loaded
