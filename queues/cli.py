@@ -34,25 +34,57 @@ def _settings_or_exit(config: str | None):
 @click.option("--bind", help="host:port to listen on (default 127.0.0.1:8888).")
 @click.option("--workers", type=click.IntRange(1, 64),
               help="Number of gunicorn worker processes.")
-def serve(config: str | None, bind: str | None, workers: int | None) -> None:
-    """Run the API under gunicorn with uvicorn workers."""
+@click.option("--dispatch/--no-dispatch", default=True, show_default=True,
+              help="Also run one subscription dispatcher process.")
+def serve(config: str | None, bind: str | None, workers: int | None,
+          dispatch: bool) -> None:
+    """Run the API under gunicorn with uvicorn workers (and a dispatcher)."""
     settings = _settings_or_exit(config)
     _check_startup(settings)
     if config:
         os.environ["MAILSLOT_CONFIG"] = os.path.abspath(config)
     from queues.gunicorn_app import run
 
+    if dispatch and not hasattr(_storage(settings), "jobs"):
+        click.echo("mailslot: this store has no subscription support yet; "
+                   "no dispatcher started", err=True)
+        dispatch = False
     run(settings, bind=bind or settings.server.bind,
-        workers=workers or settings.server.workers)
+        workers=workers or settings.server.workers, dispatch=dispatch)
+
+
+@main.command()
+@click.option("--config", "config", type=click.Path(dir_okay=False),
+              envvar="MAILSLOT_CONFIG", help="YAML settings file.")
+def dispatch(config: str | None) -> None:
+    """Deliver new messages to subscribers (runs until SIGTERM).
+
+    Any number may run against one store; each delivery is leased, so a
+    crashed dispatcher's work is taken over when its leases expire.
+    """
+    import logging
+
+    from subscriptions import service
+
+    settings = _settings_or_exit(config)
+    _check_startup(settings)
+    logging.basicConfig(level=settings.logging.level,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    storage = _storage(settings)
+    if not hasattr(storage, "jobs"):
+        raise click.ClickException("this store does not support subscriptions yet")
+    service.run(settings, storage)
 
 
 def _check_startup(settings) -> None:
     """Fail before forking workers: a bad store URI or key ring stops here."""
     from queues.api.signed import KeySource
+    from subscriptions import service
 
     try:
         _storage(settings)
         KeySource(settings.signing, time.time)
+        service.check(settings)
     except MailslotError as ex:
         raise click.ClickException(f"cannot start: {ex.description}") from None
 

@@ -130,6 +130,62 @@ class SigningSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class DispatchSettings:
+    """Push delivery to subscribers (``mailslot dispatch``)."""
+
+    # Subscribers must confirm through a signed link before they get
+    # notifications (Zaqar's [notification] require_confirmation); needs keys.
+    require_confirmation: bool = False
+    # Deliveries one dispatcher process runs at the same time.
+    concurrency: int = 32
+    # Seconds a leased job is held before another dispatcher may take it over;
+    # must exceed delivery_deadline.
+    lease_seconds: float = 60.0
+    # Seconds between polls of an idle outbox: starts at the minimum and
+    # doubles up to the maximum while nothing is due.
+    min_poll_interval: float = 0.005
+    max_poll_interval: float = 0.25
+    # Live leases one subscription may hold across all dispatchers.
+    max_in_flight_per_subscription: int = 8
+    # Consecutive retryable failures that open a subscription's breaker, and
+    # seconds it stays open (no deliveries to it meanwhile, shared by all).
+    breaker_failures: int = 5
+    breaker_seconds: float = 30.0
+    # HTTP timeouts: connect, each read, and the whole delivery.
+    connect_timeout: float = 5.0
+    read_timeout: float = 10.0
+    delivery_deadline: float = 30.0
+    # Bytes of a subscriber's reply kept in the delivery log.
+    max_response_bytes: int = 4096
+    # Networks deliveries may reach although private/loopback/link-local
+    # (SSRF guard). Empty: only public addresses.
+    allow_cidrs: tuple[str, ...] = ()
+    # Refuse plain http:// subscribers.
+    https_only: bool = False
+    # Delivery log: attempts kept per subscription, and for how long.
+    log_keep: int = 100
+    log_keep_seconds: float = 604800.0
+    # A secret file of "name:token" lines: trust+ subscribers name one in
+    # options.credentials and get it as X-Auth-Token.
+    credentials_file: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class SmtpSettingsSection:
+    """The relay for ``mailto:`` subscribers."""
+
+    host: str = "localhost"
+    port: int = 25
+    # none, starttls or tls (implicit TLS, usually port 465).
+    security: str = "none"
+    username: str = ""
+    # Never logged; masked by "mailslot config check".
+    password: str = ""
+    timeout: float = 30.0
+    sender: str = "mailslot@localhost"
+
+
+@dataclasses.dataclass(frozen=True)
 class LoggingSettings:
     level: str = "INFO"
 
@@ -141,6 +197,8 @@ class Settings:
     transport: TransportSettings = TransportSettings()
     api: ApiSettings = ApiSettings()
     signing: SigningSettings = SigningSettings()
+    dispatch: DispatchSettings = DispatchSettings()
+    smtp: SmtpSettingsSection = SmtpSettingsSection()
     logging: LoggingSettings = LoggingSettings()
 
 
@@ -148,6 +206,7 @@ _CHOICES = {
     ("transport", "client_id_uuid_safe"): {"strict", "off"},
     ("api", "auth_strategy"): {"noauth"},
     ("logging", "level"): {"DEBUG", "INFO", "WARNING", "ERROR"},
+    ("smtp", "security"): {"none", "starttls", "tls"},
 }
 
 
@@ -220,6 +279,17 @@ def _check_section(name: str, section: Any) -> None:
             raise ConfigError("signing.default_ttl must be from 1 to signing.max_ttl")
         if not 0 <= section.audit_use_sample_rate <= 1:
             raise ConfigError("signing.audit_use_sample_rate must be from 0 to 1")
+    if name == "dispatch":
+        if section.lease_seconds <= section.delivery_deadline:
+            raise ConfigError(
+                "dispatch.lease_seconds must exceed dispatch.delivery_deadline")
+        if not 0 < section.min_poll_interval <= section.max_poll_interval:
+            raise ConfigError("dispatch.min_poll_interval must be above 0 and at "
+                              "most dispatch.max_poll_interval")
+        if min(section.concurrency, section.max_in_flight_per_subscription,
+               section.breaker_failures) < 1:
+            raise ConfigError("dispatch.concurrency, max_in_flight_per_subscription"
+                              " and breaker_failures must be at least 1")
 
 
 def _coerce(where: str, value: Any, hint: Any) -> Any:
@@ -271,6 +341,8 @@ _SECTION_CLASSES = {
     "transport": TransportSettings,
     "api": ApiSettings,
     "signing": SigningSettings,
+    "dispatch": DispatchSettings,
+    "smtp": SmtpSettingsSection,
     "logging": LoggingSettings,
 }
 
@@ -288,6 +360,8 @@ def settings_as_dict(settings: Settings, masked: bool = True) -> dict[str, Any]:
     data["storage"]["uri"] = settings.storage.effective_uri
     if masked:
         data["storage"]["uri"] = mask_secrets(data["storage"]["uri"])
+        if data["smtp"]["password"]:
+            data["smtp"]["password"] = "***"
     for section in data.values():
         for key, value in section.items():
             if isinstance(value, tuple):

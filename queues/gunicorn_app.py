@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
 from gunicorn.app.base import BaseApplication
 
 from queues.config import Settings
+
+LOG = logging.getLogger("mailslot.serve")
+PR_SET_PDEATHSIG = 1
+RESTART_DELAY = 1.0
+STOP_TIMEOUT = 15.0
 
 FACTORY = "queues.api.app:get_app()"
 
@@ -44,5 +58,64 @@ def gunicorn_options(settings: Settings, bind: str, workers: int) -> dict:
     }
 
 
-def run(settings: Settings, bind: str, workers: int) -> None:
-    MailslotGunicorn(gunicorn_options(settings, bind, workers)).run()
+def _die_with_parent() -> None:
+    """In the dispatcher child: get SIGTERM if the gunicorn master dies,
+    even by SIGKILL (Linux prctl; elsewhere the child outlives it)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+class DispatcherProcess:
+    """``mailslot dispatch`` beside the API, started when gunicorn is ready,
+    restarted if it dies, stopped when gunicorn exits. It is in gunicorn's
+    process group, so a stop or kill of the group reaches it too."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen | None = None
+        self._stopping = threading.Event()
+
+    def start(self, server=None) -> None:
+        self._spawn()
+        threading.Thread(target=self._watch, name="dispatcher-watch",
+                         daemon=True).start()
+
+    def _spawn(self) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "queues.cli", "dispatch"],
+            env=dict(os.environ), preexec_fn=_die_with_parent)
+        LOG.info("dispatcher process %d started", self._proc.pid)
+
+    def _watch(self) -> None:
+        while not self._stopping.is_set():
+            proc = self._proc
+            if proc is not None and proc.poll() is not None:
+                LOG.error("dispatcher process %d exited with %s; restarting",
+                          proc.pid, proc.returncode)
+                time.sleep(RESTART_DELAY)
+                if not self._stopping.is_set():
+                    self._spawn()
+            self._stopping.wait(0.5)
+
+    def stop(self, server=None) -> None:
+        self._stopping.set()
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run(settings: Settings, bind: str, workers: int, dispatch: bool = True) -> None:
+    options = gunicorn_options(settings, bind, workers)
+    if dispatch:
+        dispatcher = DispatcherProcess()
+        options["when_ready"] = dispatcher.start
+        options["on_exit"] = dispatcher.stop
+    MailslotGunicorn(options).run()

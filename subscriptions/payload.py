@@ -24,18 +24,37 @@ class InvalidPayload(ValueError):
 def build_payload(message: bytes, *, queue: str, message_id: str,
                   subscription_id: str) -> dict[str, Any]:
     """The payload for one (message, subscription); ``message`` is the job's
-    frozen JSON. Keys already present keep their place (Zaqar's order)."""
+    frozen JSON. Keys already present keep their place (Zaqar's order).
+
+    A control payload (one that already names its ``Message_Type``, such as a
+    SubscriptionConfirmation queued by the API) is sent exactly as frozen.
+    """
+    payload = decode(message)
+    if is_control(payload):
+        return payload
+    payload["Message_Type"] = MESSAGE_TYPE
+    payload["queue_name"] = queue
+    payload["message_id"] = message_id
+    payload["subscription_id"] = subscription_id
+    return payload
+
+
+def decode(message: bytes) -> dict[str, Any]:
+    """A job's frozen JSON object; raises ``InvalidPayload``."""
     try:
         payload = json.loads(message)
     except (ValueError, UnicodeDecodeError) as ex:
         raise InvalidPayload(f"message is not JSON: {ex}") from None
     if not isinstance(payload, dict):
         raise InvalidPayload("message is not a JSON object")
-    payload["Message_Type"] = MESSAGE_TYPE
-    payload["queue_name"] = queue
-    payload["message_id"] = message_id
-    payload["subscription_id"] = subscription_id
     return payload
+
+
+def is_control(payload: dict[str, Any]) -> bool:
+    """Subscription (un)confirmations. A frozen posted message never carries
+    a top-level ``Message_Type`` (its data sits under ``body``); a built
+    notification carries ``Notification``."""
+    return payload.get("Message_Type", MESSAGE_TYPE) != MESSAGE_TYPE
 
 
 def encode_payload(payload: dict[str, Any]) -> str:

@@ -32,7 +32,7 @@ from queues.models import DeliveryJob, Subscription
 from subscriptions import result as r
 from subscriptions.http import error_class, post
 from subscriptions.payload import (
-    InvalidPayload, build_payload, delivery_id, encode_payload,
+    InvalidPayload, build_payload, delivery_id, encode_payload, is_control,
 )
 from subscriptions.result import DeliveryResult
 
@@ -87,10 +87,11 @@ def signature_header(secrets_: Sequence[str], msg_id: str, timestamp: int,
 
 
 def render_body(payload: dict[str, Any], options: Mapping[str, Any]) -> bytes:
-    """The request body, with Zaqar's ``post_data`` template if set."""
+    """The request body, with Zaqar's ``post_data`` template if set (never
+    for a confirmation, which the subscriber must receive as Zaqar sends it)."""
     encoded = encode_payload(payload)
     template = options.get("post_data")
-    if template is None:
+    if template is None or is_control(payload):
         return encoded.encode()
     if not isinstance(template, str):
         raise InvalidRequest("post_data must be a string")
@@ -135,9 +136,11 @@ def target_url(subscriber: str) -> str:
     return subscriber.removeprefix("trust+")
 
 
-def prepare(subscription: Subscription, job: DeliveryJob, now: float
+def prepare(subscription: Subscription, job: DeliveryJob, now: float,
+            extra_headers: Mapping[str, str] | None = None
             ) -> tuple[bytes, dict[str, str]]:
-    """Body and headers of one delivery; raises InvalidPayload/InvalidRequest."""
+    """Body and headers of one delivery; raises InvalidPayload/InvalidRequest.
+    ``extra_headers`` (e.g. a trust+ subscriber's X-Auth-Token) come last."""
     payload = build_payload(job.message, queue=job.queue, message_id=job.message_id,
                             subscription_id=subscription.id)
     body = render_body(payload, subscription.options)
@@ -145,18 +148,20 @@ def prepare(subscription: Subscription, job: DeliveryJob, now: float
     headers = build_headers(subscription.options,
                             msg_id=delivery_id(subscription.id, job.message_id),
                             timestamp=int(now), body=body, secrets_=secrets_)
+    headers.update(extra_headers or {})
     return body, headers
 
 
 async def deliver(client: httpx.AsyncClient, subscription: Subscription,
                   job: DeliveryJob, *, now: float | None = None,
                   max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-                  deadline: float = 30.0) -> DeliveryResult:
+                  deadline: float = 30.0,
+                  extra_headers: Mapping[str, str] | None = None) -> DeliveryResult:
     """Send one delivery and describe what happened; never raises for a
     delivery failure. ``deadline`` bounds the whole exchange."""
     try:
         body, headers = prepare(subscription, job,
-                                time.time() if now is None else now)
+                                time.time() if now is None else now, extra_headers)
     except (InvalidPayload, InvalidRequest) as ex:
         return DeliveryResult(error=r.INVALID_REQUEST, detail=str(ex))
     started = time.monotonic()
