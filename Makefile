@@ -43,6 +43,7 @@ test: install-test test-deps
 ## Benchmarks against the real server over loopback; results in bench/results/.
 bench: install-test
 	$(PY) -m bench
+	$(PY) -m bench.delivery
 
 clean:
 	rm -rf $(VENV) $(MONGO_VENV) build *.egg-info

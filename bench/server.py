@@ -150,7 +150,8 @@ class HttpServer(Managed):
 class MailslotServer(HttpServer):
     name = "mailslot"
 
-    def __init__(self, storage_uri: str, workers: int = 2, log_dir: str = "/tmp") -> None:
+    def __init__(self, storage_uri: str, workers: int = 2, log_dir: str = "/tmp",
+                 extra_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         key = base64.urlsafe_b64encode(os.urandom(32)).decode()
@@ -160,7 +161,7 @@ class MailslotServer(HttpServer):
                "MAILSLOT_SIGNING_KEYS": f"bench:active:{key}",
                "MAILSLOT_SIGNING_REQUESTS_PER_MINUTE": str(10**9),
                "MAILSLOT_SIGNING_MAX_POST_BYTES": "262144",
-               "MAILSLOT_SIGNING_AUDIT_USE_SAMPLE_RATE": "0"}
+               "MAILSLOT_SIGNING_AUDIT_USE_SAMPLE_RATE": "0", **(extra_env or {})}
         mailslot = pathlib.Path(sys.executable).parent / "mailslot"
         self._spawn([str(mailslot), "serve", "--bind", f"127.0.0.1:{self.port}",
                      "--workers", str(workers)],

@@ -1,0 +1,244 @@
+"""Post -> webhook delivered latency at fixed offered rates.
+
+``python -m bench.delivery`` (also run by ``make bench``) starts, per store,
+a real ``mailslot serve`` with its dispatcher (and a dedicated redis-server
+for the Redis store), a webhook receiver in this process on 127.0.0.1, and
+one subscription. An open-loop generator then POSTs single messages at each
+offered rate (``--rates``, 100/500/1000 msg/s by default) for ``--seconds``;
+each body carries its send time, the receiver records ``receive - send``.
+Open loop: a send is never delayed by a slow answer (the generator keeps up
+to ``MAX_OUTSTANDING`` requests in flight), so queueing shows in the
+latency instead of lowering the offered rate. Reported per run: achieved
+post rate, delivered count, missing and duplicates, p50/p90/p99/max latency,
+CPU seconds of the server's processes and of this process, and the foreign
+CPU load. Results go to ``bench/results/<UTC timestamp>-delivery.json``.
+
+Targets (dispatcher issue): at 500 msg/s on Redis, p50 < 10 ms, p99 < 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import pathlib
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+
+import httpx
+
+from bench import cpu
+from bench.server import HEADERS, MailslotServer, RedisServer
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+MAX_OUTSTANDING = 256
+DRAIN_SECONDS = 15.0
+QUEUE = "delivery-bench"
+
+
+class Receiver:
+    """A minimal HTTP/1.1 server (asyncio streams) that timestamps deliveries."""
+
+    def __init__(self) -> None:
+        self.latencies: dict[str, float] = {}
+        self.duplicates = 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    async def _handle(self, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                body = await reader.readexactly(length)
+                self._record(body, time.time())
+                writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    def _record(self, body: bytes, now: float) -> None:
+        payload = json.loads(body)
+        message_id, sent = payload["message_id"], payload["body"]["t"]
+        if message_id in self.latencies:
+            self.duplicates += 1
+        else:
+            self.latencies[message_id] = (now - sent) * 1000
+
+
+async def offer(client: httpx.AsyncClient, rate: int, seconds: float) -> dict:
+    """POST one message every 1/rate s for ``seconds``; returns counts."""
+    interval, total = 1.0 / rate, int(rate * seconds)
+    gate = asyncio.Semaphore(MAX_OUTSTANDING)
+    counts = {"sent": 0, "ok": 0, "failed": 0, "late_starts": 0}
+    tasks: set[asyncio.Task] = set()
+
+    async def one(n: int) -> None:
+        try:
+            response = await client.post(
+                f"/v2/queues/{QUEUE}/messages",
+                json={"messages": [{"ttl": 600, "body": {"n": n, "t": time.time()}}]})
+            counts["ok" if response.status_code == 201 else "failed"] += 1
+        except httpx.HTTPError:
+            counts["failed"] += 1
+        finally:
+            gate.release()
+
+    start = time.monotonic()
+    for n in range(total):
+        delay = start + n * interval - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if gate.locked():
+            counts["late_starts"] += 1
+        await gate.acquire()
+        task = asyncio.create_task(one(n))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        counts["sent"] += 1
+    await asyncio.gather(*tasks)
+    counts["elapsed"] = time.monotonic() - start
+    return counts
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def measure(server: MailslotServer, rate: int, seconds: float,
+                  receiver: Receiver) -> dict:
+    receiver.latencies.clear()
+    receiver.duplicates = 0
+    pids = cpu.children(server.process.pid)
+    server_cpu, self_cpu, box = (cpu.process_cpu_s(pids), cpu.self_cpu_s(),
+                                 cpu.box_busy_s())
+    wall = time.monotonic()
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=server.url, headers=HEADERS, limits=limits,
+                                 timeout=10.0, trust_env=False) as client:
+        counts = await offer(client, rate, seconds)
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while len(receiver.latencies) < counts["ok"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    wall = time.monotonic() - wall
+    server_used = cpu.process_cpu_s(pids) - server_cpu
+    self_used = cpu.self_cpu_s() - self_cpu
+    foreign = max(0.0, cpu.box_busy_s() - box - server_used - self_used) / wall
+    values = list(receiver.latencies.values())
+    return {
+        "rate": rate, "seconds": seconds, **counts,
+        "post_rate": round(counts["ok"] / counts["elapsed"], 1),
+        "delivered": len(values), "missing": counts["ok"] - len(values),
+        "duplicates": receiver.duplicates,
+        "p50_ms": _round(percentile(values, 0.50)),
+        "p90_ms": _round(percentile(values, 0.90)),
+        "p99_ms": _round(percentile(values, 0.99)),
+        "max_ms": _round(max(values) if values else None),
+        "mean_ms": _round(statistics.fmean(values) if values else None),
+        "server_cpu_s": round(server_used, 2), "bench_cpu_s": round(self_used, 2),
+        "foreign_cores": round(foreign, 2),
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def subscribe(server: MailslotServer, url: str) -> None:
+    response = httpx.post(f"{server.url}/v2/queues/{QUEUE}/subscriptions",
+                          headers=HEADERS, timeout=10.0, trust_env=False,
+                          json={"subscriber": url, "ttl": 86400, "options": {}})
+    response.raise_for_status()
+
+
+async def run_store(store: str, args: argparse.Namespace, workdir: str) -> list[dict]:
+    redis = RedisServer(workdir) if store == "redis" else None
+    uri = redis.uri(2) if redis else f"sqlite:///{workdir}/delivery-{uuid.uuid4().hex}.db"
+    receiver = Receiver()
+    await receiver.start()
+    env = {"MAILSLOT_DISPATCH_ALLOW_CIDRS": "127.0.0.1/32"}
+    server = MailslotServer(uri, workers=args.workers, log_dir=workdir, extra_env=env)
+    rows = []
+    try:
+        subscribe(server, f"http://127.0.0.1:{receiver.port}/hook")
+        await measure(server, 50, 1.0, receiver)  # warm-up: connections, caches
+        for rate in args.rates:
+            row = {"store": store, **await measure(server, rate, args.seconds, receiver)}
+            print(_line(row), flush=True)
+            rows.append(row)
+    finally:
+        server.stop()
+        await receiver.stop()
+        if redis:
+            redis.stop()
+    return rows
+
+
+def _line(row: dict) -> str:
+    return (f"{row['store']:7} {row['rate']:5}/s offered, {row['post_rate']:7.1f}/s posted"
+            f"  delivered {row['delivered']}/{row['ok']} dup {row['duplicates']}"
+            f"  p50 {row['p50_ms']} ms  p99 {row['p99_ms']} ms  max {row['max_ms']} ms"
+            f"  server cpu {row['server_cpu_s']} s  foreign {row['foreign_cores']}")
+
+
+def checks(rows: list[dict]) -> list[dict]:
+    found = [r for r in rows if r["store"] == "redis" and r["rate"] == 500]
+    if not found:
+        return []
+    row = found[0]
+    return [
+        {"check": "redis 500 msg/s: p50 < 10 ms", "value": row["p50_ms"],
+         "pass": row["p50_ms"] is not None and row["p50_ms"] < 10},
+        {"check": "redis 500 msg/s: p99 < 50 ms", "value": row["p99_ms"],
+         "pass": row["p99_ms"] is not None and row["p99_ms"] < 50},
+        {"check": "redis 500 msg/s: nothing missing", "value": row["missing"],
+         "pass": row["missing"] == 0},
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.delivery",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--stores", nargs="+", default=["redis", "sqlite"])
+    parser.add_argument("--rates", nargs="+", type=int, default=[100, 500, 1000])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="mailslot-delivery-") as workdir:
+        for store in args.stores:
+            rows += asyncio.run(run_store(store, args, workdir))
+    verdicts = checks(rows)
+    for verdict in verdicts:
+        print(f"{'PASS' if verdict['pass'] else 'MISS'}  {verdict['check']}: "
+              f"{verdict['value']}")
+    RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y-%m-%dT%H%M%S", time.gmtime())
+    out = RESULTS / f"{stamp}-delivery.json"
+    out.write_text(json.dumps({"argv": sys.argv[1:], "rows": rows,
+                               "checks": verdicts}, indent=1))
+    print(f"results: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
