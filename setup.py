@@ -22,6 +22,7 @@ setup(
         "itsdangerous>=2.2,<3",
         "httpx>=0.27",
         "httpcore>=1.0",
+        "jmespath>=1.0",
     ],
     extras_require={
         "redis": ["redis[hiredis]>=5.0"],

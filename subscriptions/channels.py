@@ -3,23 +3,33 @@
 ``http``/``https``: a webhook. ``trust+http(s)``: the same webhook to the URL
 without ``trust+``, carrying the named server-side credential as
 ``X-Auth-Token`` (Zaqar's trust subscribers, without Keystone). ``mailto``:
-SMTP. Anything else is a final ``invalid_request`` (the API refuses such
-subscribers, so this only meets rows written by something else).
+SMTP. ``mistral+http(s)``: start a workflow execution (``mistral``);
+``heat+http(s)``: heal or signal a stack resource (``heat``), both with the
+named credential, if any, as ``X-Auth-Token``. Anything else is a final
+``invalid_request`` (the API refuses such subscribers, so this only meets
+rows written by something else).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import ssl
 
 import httpx
 
 from queues.models import DeliveryJob, Subscription
-from subscriptions import mailto, webhook
+from subscriptions import heat, mailto, mistral, webhook
 from subscriptions import result as r
+from subscriptions.apicall import Endpoint, base_url
+from subscriptions.cooldown import Cooldowns
 from subscriptions.credentials import OPTION as CREDENTIAL_OPTION
 from subscriptions.credentials import Credentials
+from subscriptions.errors import InvalidSubscriberOptions
 from subscriptions.result import DeliveryResult
+
+# A token sent as X-Auth-Token: visible ASCII only (checked without echoing it).
+_HEADER_TOKEN = re.compile(r"[\x21-\x7e]+")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,16 +39,19 @@ class Limits:
 
 
 class Channels:
-    """Everything a delivery needs besides the job: clients and secrets."""
+    """Everything a delivery needs besides the job: clients, secrets and the
+    Heat cooldowns of this dispatcher process."""
 
     def __init__(self, client: httpx.AsyncClient, smtp: mailto.SmtpSettings,
                  credentials: Credentials, limits: Limits = Limits(),
-                 smtp_ssl: ssl.SSLContext | None = None) -> None:
+                 smtp_ssl: ssl.SSLContext | None = None,
+                 cooldowns: Cooldowns | None = None) -> None:
         self._client = client
         self._smtp = smtp
         self._credentials = credentials
         self._limits = limits
         self._smtp_ssl = smtp_ssl
+        self._heat = heat.HeatActions(cooldowns)
 
     async def deliver(self, subscription: Subscription, job: DeliveryJob,
                       now: float) -> DeliveryResult:
@@ -51,6 +64,16 @@ class Channels:
         if scheme == "mailto":
             return await mailto.deliver(subscription, job, self._smtp,
                                         ssl_context=self._smtp_ssl)
+        if scheme in mistral.SCHEMES:
+            endpoint = self._endpoint(subscription, mistral.PREFIX)
+            if isinstance(endpoint, DeliveryResult):
+                return endpoint
+            return await mistral.deliver(endpoint, subscription, job)
+        if scheme in heat.SCHEMES:
+            endpoint = self._endpoint(subscription, heat.PREFIX)
+            if isinstance(endpoint, DeliveryResult):
+                return endpoint
+            return await self._heat.deliver(endpoint, subscription, job, now)
         return DeliveryResult(error=r.INVALID_REQUEST,
                               detail=f"unsupported subscriber scheme {scheme!r}")
 
@@ -67,7 +90,32 @@ class Channels:
         name = subscription.options.get(CREDENTIAL_OPTION)
         token = self._credentials.token(name) if isinstance(name, str) else None
         if token is None:
-            return DeliveryResult(
-                error=r.INVALID_REQUEST,
-                detail=f"credential {name!r} is not configured on this dispatcher")
+            return _missing_credential(name)
         return await self._webhook(subscription, job, now, {"X-Auth-Token": token})
+
+    def _endpoint(self, subscription: Subscription, prefix: str
+                  ) -> Endpoint | DeliveryResult:
+        """Where an action subscriber is called, with its named credential
+        when it names one; a final ``invalid_request`` result otherwise."""
+        try:
+            base = base_url(subscription.subscriber, prefix)
+        except InvalidSubscriberOptions as ex:
+            return DeliveryResult(error=r.INVALID_REQUEST, detail=ex.description)
+        name = subscription.options.get(CREDENTIAL_OPTION)
+        token = None
+        if name is not None:
+            token = self._credentials.token(name) if isinstance(name, str) else None
+            if token is None:
+                return _missing_credential(name)
+            if not _HEADER_TOKEN.fullmatch(token):
+                return DeliveryResult(
+                    error=r.INVALID_REQUEST,
+                    detail=f"credential {name!r} is not a valid header value")
+        return Endpoint(self._client, base, token,
+                        self._limits.max_response_bytes, self._limits.deadline)
+
+
+def _missing_credential(name: object) -> DeliveryResult:
+    return DeliveryResult(
+        error=r.INVALID_REQUEST,
+        detail=f"credential {name!r} is not configured on this dispatcher")

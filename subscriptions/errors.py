@@ -1,7 +1,8 @@
 """Errors raised by the subscription building blocks.
 
-Both subclass ``queues.errors.InvalidInput`` so that, when the API validates a
-subscription with them, the existing error mapping answers 400.
+The validation errors subclass ``queues.errors.InvalidInput`` so that, when
+the API validates a subscription with them, the existing error mapping
+answers 400.
 """
 
 from __future__ import annotations
@@ -11,6 +12,11 @@ from queues.errors import InvalidInput, MailslotError
 
 class InvalidRetryPolicy(InvalidInput):
     """A ``_retry_policy`` that Mailslot refuses (bad type, range or caps)."""
+
+
+class InvalidSubscriberOptions(InvalidInput):
+    """Options a workflow (``mistral+``) or orchestration (``heat+``)
+    subscriber cannot act on; the message says which option and why."""
 
 
 class BlockedDestination(InvalidInput):

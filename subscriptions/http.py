@@ -134,8 +134,16 @@ async def post(client: httpx.AsyncClient, url: str, *, content: bytes,
                deadline: float) -> Reply:
     """POST and read a bounded reply, all within ``deadline`` seconds (which
     also bounds a server dripping bytes slower than the read timeout)."""
+    return await send(client, "POST", url, content=content, headers=headers,
+                      max_response_bytes=max_response_bytes, deadline=deadline)
+
+
+async def send(client: httpx.AsyncClient, method: str, url: str, *,
+               content: bytes, headers: Mapping[str, str],
+               max_response_bytes: int, deadline: float) -> Reply:
+    """``post`` for any method (the Heat actions PATCH)."""
     async with asyncio.timeout(deadline):
-        async with client.stream("POST", url, content=content,
+        async with client.stream(method, url, content=content,
                                  headers=dict(headers)) as response:
             body, truncated = await read_bounded(response, max_response_bytes)
     return Reply(response.status_code, response.headers, body, truncated)

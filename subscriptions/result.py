@@ -1,6 +1,6 @@
 """The record one delivery attempt produces, whatever the channel.
 
-Senders (``webhook``, ``mailto``) never raise for a failed delivery: they
+Senders (``webhook``, ``mailto``, ``mistral``, ``heat``) never raise for a failed delivery: they
 return a ``DeliveryResult`` naming an error *class* from the list below, which
 ``classify`` turns into an outcome. ``detail`` and ``response`` go to the
 delivery log, so they never hold secrets, signatures or request headers.
@@ -19,6 +19,7 @@ PROTOCOL = "protocol"          # a reply that is not valid HTTP/SMTP
 TLS = "tls"                    # handshake or certificate failure
 SMTP_TRANSIENT = "smtp_transient"  # an SMTP 4xx reply
 SMTP_AUTH = "smtp_auth"        # our relay refused our credentials (operator fix)
+BUSY = "busy"                  # the target is locked by another operation (Heat 409)
 INTERNAL = "internal"          # an unexpected exception in Mailslot
 # Final: retrying the same request cannot succeed.
 BLOCKED = "blocked"            # the SSRF guard refused the destination
@@ -27,7 +28,7 @@ SMTP_REJECTED = "smtp_rejected"  # an SMTP 5xx reply (e.g. unknown mailbox)
 
 RETRYABLE_ERRORS = frozenset({
     TIMEOUT, CONNECT, DNS, NETWORK, PROTOCOL, TLS, SMTP_TRANSIENT, SMTP_AUTH,
-    INTERNAL,
+    BUSY, INTERNAL,
 })
 FINAL_ERRORS = frozenset({BLOCKED, INVALID_REQUEST, SMTP_REJECTED})
 
@@ -37,10 +38,14 @@ class DeliveryResult:
     """What happened to one attempt.
 
     ``status`` is the HTTP status when a reply arrived. ``error`` is an error
-    class when no usable reply arrived. Neither set means a non-HTTP channel
-    (SMTP) accepted the delivery. ``response`` is a bounded, decoded prefix of
-    the reply body (or the SMTP server's reply); ``truncated`` says the body
-    was longer. ``retry_after`` is the raw ``Retry-After`` header, if any.
+    class when no usable reply arrived (or, with ``status`` also set, when the
+    reply means "try later" though its status alone would not: a Heat 409).
+    Neither set means a non-HTTP channel (SMTP) accepted the delivery, or an
+    action sender judged it done without a 2xx (a Mistral execution that
+    already exists, a Heat resource already replaced, a coalesced alarm).
+    ``response`` is a bounded, decoded prefix of the reply body (or the SMTP
+    server's reply); ``truncated`` says the body was longer. ``retry_after``
+    is the raw ``Retry-After`` header, if any.
     """
 
     status: int | None = None

@@ -5,8 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-MODULES = ["classify", "errors", "http", "mailto", "payload", "result", "retry",
-           "ssrf", "webhook"]
+MODULES = ["actions", "apicall", "classify", "cooldown", "errors", "heat", "http",
+           "mailto", "mistral", "options", "payload", "result", "retry", "ssrf",
+           "webhook"]
 
 
 def imported_after(statement: str) -> set[str]:
