@@ -15,6 +15,8 @@ import re
 from queues.errors import ConfigError
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# Tokens travel in an HTTP header: visible ASCII only.
+_TOKEN = re.compile(r"[\x21-\x7e]+")
 OPTION = "credentials"
 
 
@@ -60,9 +62,9 @@ def load_credentials(path: str) -> Credentials:
         if not text or text.startswith("#"):
             continue
         name, sep, token = text.partition(":")
-        if not sep or not _NAME.fullmatch(name) or not token.strip():
+        if not sep or not _NAME.fullmatch(name) or not _TOKEN.fullmatch(token.strip()):
             raise ConfigError(f"credentials file {os.path.basename(path)}, line "
-                              f"{number}: expected name:token")
+                              f"{number}: expected name:token (token of visible ASCII)")
         if name in tokens:
             raise ConfigError(f"credentials file {os.path.basename(path)}, line "
                               f"{number}: duplicate name {name}")
