@@ -425,6 +425,12 @@ async def test_attempts_round_trip_every_field(driver):
 
 def _second_driver(driver, tmp_path):
     """Another instance on the same store, as a second process would have."""
+    if type(driver).__module__.startswith("queues.storage.redis"):
+        # Its own connections to the same server, in the same namespace.
+        server = driver.client.connection_pool.connection_kwargs
+        return load_driver(
+            f"redis://{server['host']}:{server['port']}/{server.get('db', 0)}",
+            timeout=5, namespace=driver.namespace)
     path = getattr(getattr(driver, "db", None), "path", None)
     if path is None:
         return None

@@ -9,6 +9,11 @@ URIs:
   the primary Sentinel reports for ``service`` (port 26379 by default); the
   credentials are the data node's.
 
+Stores: queues, messages, claims, signed-URL state, push subscriptions and
+their delivery outbox (jobs written by the post script itself, leases,
+breakers, dead letters, delivery log). ``keys.py`` documents every key;
+standalone Redis and Sentinel only (no Cluster: some scripts span slots).
+
 ``options`` (strings, from the storage settings): ``max_connections``
 (default 64), ``sweep_interval`` (seconds between background sweeps of
 expired data, default 60, 0 disables), ``sentinel_username`` and

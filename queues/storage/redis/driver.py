@@ -11,6 +11,12 @@ Expired messages and claims are invisible at once because every script
 filters on ``now``. Their memory is reclaimed in bounded batches by the
 scripts that touch a queue and by a background sweep over every queue (every
 ``sweep_interval`` seconds), so an idle queue does not keep dead messages.
+The sweep also drops expired subscriptions with their jobs and log.
+
+Push subscriptions and their delivery outbox (``subscriptions.py``,
+``jobs.py``) keep per-subscription keys ``<ns>:s:{<id>}:*`` and the
+namespace-wide ``<ns>:jobs*``, ``<ns>:subscriptions:expiry`` and ``<ns>:seq``
+(see ``keys.py``); posts write their jobs in the post script itself.
 """
 
 from __future__ import annotations
@@ -51,10 +57,13 @@ class RedisDriver(Driver):
     ) -> None:
         from queues.storage.redis.claims import RedisClaims
         from queues.storage.redis.grants import RedisGrants
+        from queues.storage.redis.jobs import RedisJobs
         from queues.storage.redis.messages import RedisMessages
         from queues.storage.redis.queues import RedisQueues
+        from queues.storage.redis.subscriptions import RedisSubscriptions
 
         self.client = client
+        self.namespace = namespace
         self.keys = Keys(namespace)
         self.scripts = Scripts(client)
         self.clock = clock
@@ -66,6 +75,8 @@ class RedisDriver(Driver):
         self.messages = RedisMessages(self)
         self.claims = RedisClaims(self)
         self.grants = RedisGrants(self)
+        self.subscriptions = RedisSubscriptions(self)
+        self.jobs = RedisJobs(self)
 
     async def guard(self, operation: Awaitable[T]) -> T:
         """Await one Redis operation within ``timeout``; translate failures."""
@@ -107,10 +118,12 @@ class RedisDriver(Driver):
     # --- reclaiming expired data -------------------------------------------
 
     async def sweep(self) -> int:
-        """Reclaim expired messages and claims of every queue of the namespace.
+        """Reclaim expired messages and claims of every queue of the namespace,
+        and expired subscriptions with their jobs.
 
-        Returns how many queues needed more than one batch. The background
-        task calls this; tests and tools may call it directly.
+        Returns how many queues needed more than one batch (plus one if
+        expired subscriptions remain). The background task calls this; tests
+        and tools may call it directly.
         """
         now = self.clock()
         cursor: Any = 0
@@ -125,7 +138,15 @@ class RedisDriver(Driver):
                 rounds += 1
             backlog += len(pending)
             if not cursor:
-                return backlog
+                break
+        return backlog + await self._reap_subscriptions(now)
+
+    async def _reap_subscriptions(self, now: float) -> int:
+        """Drop expired subscriptions in bounded rounds; 1 if some remain."""
+        for _ in range(10):
+            if not await self.subscriptions.reap(now):
+                return 0
+        return 1
 
     async def _sweep_batch(self, members: list[str], now: float) -> list[str]:
         """Sweep these queues once; return those with more to reclaim."""

@@ -1,6 +1,7 @@
 """The Lua scripts of ``scripts/``: loaded once, one attribute per script.
 
-Each script runs as ``common.lua`` followed by its own file, and is called as
+Each script runs as ``common.lua`` followed by its own file (the post,
+subscription and job scripts also get ``outbox.lua`` in between), and is called as
 EVALSHA (redis-py reloads it after a ``NOSCRIPT``, e.g. once Redis restarted).
 The parsers here turn the script replies back into models.
 """
@@ -19,25 +20,27 @@ from queues.models import Message
 _DIR = pathlib.Path(__file__).parent / "scripts"
 
 
-def source(name: str) -> str:
-    """The full text of a script as sent to Redis."""
-    common = (_DIR / "common.lua").read_text(encoding="utf-8")
-    return common + "\n" + (_DIR / f"{name}.lua").read_text(encoding="utf-8")
+def source(name: str, *includes: str) -> str:
+    """The full text of a script as sent to Redis: common.lua, the shared
+    ``includes``, then the script itself."""
+    parts = ("common", *includes, name)
+    return "\n".join((_DIR / f"{part}.lua").read_text(encoding="utf-8")
+                     for part in parts)
 
 
 class Scripts:
     """The registered scripts of one client. Call as ``await s.post(keys=, args=)``."""
 
     def __init__(self, client: Redis) -> None:
-        def load(name: str) -> AsyncScript:
-            return client.register_script(source(name))
+        def load(name: str, *includes: str) -> AsyncScript:
+            return client.register_script(source(name, *includes))
 
         self.queue_create = load("queue_create")
         self.queue_set_metadata = load("queue_set_metadata")
         self.queue_delete = load("queue_delete")
         self.queue_list = load("queue_list")
         self.queue_stats = load("queue_stats")
-        self.post = load("post")
+        self.post = load("post", "outbox")
         self.message_list = load("message_list")
         self.message_get = load("message_get")
         self.message_delete = load("message_delete")
@@ -50,6 +53,21 @@ class Scripts:
         self.claim_release = load("claim_release")
         self.sweep = load("sweep")
         self.token_mark = load("token_mark")
+        # Subscriptions and the delivery outbox.
+        self.subscription_create = load("subscription_create", "outbox")
+        self.subscription_list = load("subscription_list", "outbox")
+        self.subscription_update = load("subscription_update", "outbox")
+        self.subscription_confirm = load("subscription_confirm", "outbox")
+        self.subscription_disable = load("subscription_disable", "outbox")
+        self.subscription_delete = load("subscription_delete", "outbox")
+        self.subscription_purge = load("subscription_purge", "outbox")
+        self.subscription_reap = load("subscription_reap", "outbox")
+        self.job_lease = load("job_lease", "outbox")
+        self.job_settle = load("job_settle", "outbox")
+        self.job_replay = load("job_replay", "outbox")
+        self.job_dead_letters = load("job_dead_letters", "outbox")
+        self.job_redeliver = load("job_redeliver", "outbox")
+        self.job_record = load("job_record", "outbox")
 
 
 # common.lua RECORD: six big-endian doubles and a uint32, then three strings

@@ -1,4 +1,10 @@
-"""Messages on Redis: one script call per operation."""
+"""Messages on Redis: one script call per operation.
+
+``post`` also writes the batch's delivery jobs, one per message and live,
+enabled subscription of the queue, in the same script call (see
+``jobs.py``); a queue without subscriptions pays one ZRANGEBYSCORE of an
+empty key for it.
+"""
 
 from __future__ import annotations
 
@@ -36,12 +42,16 @@ class RedisMessages(MessageStore):
     ) -> list[str]:
         keys = self._keys.queue(project, queue)
         ids = new_ids(len(messages))
-        args: list[Any] = [self._driver.clock(), queue, keys.member, client_id or ""]
+        args: list[Any] = [self._driver.clock(), queue, keys.member, client_id or "",
+                           project, self._keys.subscription_prefix]
         for message_id, message in zip(ids, messages):
             args += [message_id, message.body_json, message.ttl, message.delay,
                      message.checksum or ""]
+        # The script also writes the delivery jobs (the outbox) of the batch.
         await self._driver.guard(self._scripts.post(
-            keys=keys.keys + self._keys.project(project).keys, args=args))
+            keys=(keys.keys + self._keys.project(project).keys + (keys.targets,)
+                  + self._keys.outbox.keys),
+            args=args))
         return ids
 
     async def list(

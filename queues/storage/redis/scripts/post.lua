@@ -1,19 +1,23 @@
--- post: store a batch atomically, in request order, creating the queue.
--- KEYS: queue (1-10), project (11-13)
--- ARGV: now, queue name, registry member, client_id ("" = none),
+-- post: store a batch atomically, in request order, creating the queue,
+-- and write its delivery jobs (the outbox) in the same step.
+-- KEYS: queue (1-10), project (11-13), the queue's targets (14), outbox (15-19)
+-- ARGV: now, queue name, registry member, client_id ("" = none), project,
+--       subscription key prefix,
 --       then per message: id, body, ttl, delay, checksum ("" = none)
+-- Touches, besides KEYS, the due ZSET of each target subscription.
 -- Returns the marker of the last message.
+local HEAD, EACH = 6, 5
 local now = tonumber(ARGV[1])
 ensure_queue(Q, ARGV[2], ARGV[3], now)
 reap(Q, now, 20)
 
 local client_id = ARGV[4]
-local n = (#ARGV - 4) / 5
+local n = (#ARGV - HEAD) / EACH
 local last = redis.call('HINCRBY', Q.info, 'counter', n)
 local first = last - n
 local bodies, records, markers, expiries, free, delayed = {}, {}, {}, {}, {}, {}
 for i = 1, n do
-  local a = 4 + (i - 1) * 5
+  local a = HEAD + (i - 1) * EACH
   local id, ttl, delay = ARGV[a + 1], tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
   local marker, expires, delay_until = first + i, now + ttl, 0
   if delay > 0 then
@@ -42,4 +46,47 @@ call_chunked('ZADD', Q.messages, markers)
 call_chunked('ZADD', Q.expiry, expiries)
 call_chunked('ZADD', Q.free, free)
 call_chunked('ZADD', Q.delayed, delayed)
+
+-- Zaqar's notification payload, spliced around the body as posted: the same
+-- bytes as the Python notification() the SQLite driver stores (checked by
+-- tests/storage/test_redis_jobs.py). ttl and delay arrive as ARGV digits.
+local function notification(a)
+  local head = '{"body": ' .. ARGV[a + 2] .. ', "ttl": ' .. ARGV[a + 3]
+  if tonumber(ARGV[a + 4]) ~= 0 then
+    return head .. ', "delay": ' .. ARGV[a + 4] .. '}'
+  end
+  return head .. '}'
+end
+
+-- One due job per message and live, enabled subscription, message by message.
+local function write_jobs(O, targets)
+  local ids = new_job_ids(O, n * #targets)
+  local records, due = {}, {}
+  for t = 1, #targets do
+    due[t] = {}
+  end
+  for i = 1, n do
+    local a = HEAD + (i - 1) * EACH
+    local payload = notification(a)
+    for t, sid in ipairs(targets) do
+      local id = ids[(i - 1) * #targets + t]
+      records[#records + 1] = id
+      records[#records + 1] = cmsgpack.pack(
+        new_job(sid, ARGV[5], ARGV[2], ARGV[a + 1], payload, now))
+      due[t][#due[t] + 1] = now
+      due[t][#due[t] + 1] = id
+    end
+  end
+  call_chunked('HSET', O.jobs, records)
+  for t, sid in ipairs(targets) do
+    call_chunked('ZADD', sub_keys(ARGV[6], sid).due, due[t])
+  end
+  call_chunked('SADD', O.pending, targets)
+end
+
+-- The only outbox cost of a queue without subscribers: this one lookup.
+local targets = redis.call('ZRANGEBYSCORE', KEYS[14], '(' .. num(now), '+inf')
+if #targets > 0 then
+  write_jobs(outbox_keys(15), targets)
+end
 return last
