@@ -40,6 +40,13 @@ class InvalidHeader(InvalidInput):
         self.title = title
 
 
+class SubscriptionNotUpdated(InvalidInput):
+    """400 "Unable to update subscription": a PATCH that names nothing to change."""
+
+    def __init__(self, subscription_id: str) -> None:
+        super().__init__(f"Subscription {subscription_id} could not be updated.")
+
+
 class InvalidQueueName(InvalidInput):
     """Queue name or project id fails Zaqar's format rules."""
 

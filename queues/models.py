@@ -40,6 +40,17 @@ class NewMessage:
     checksum: str | None = None
 
 
+def notification(message: NewMessage) -> bytes:
+    """Zaqar's notification payload (zaqar-v2-api.md §5.2) as a delivery job
+    stores it: the posted ``body``, ``ttl`` and (when set) ``delay``, spliced
+    around the stored body JSON without parsing it. The dispatcher adds
+    ``Message_Type`` and ``queue_name`` when it delivers."""
+    head = b'{"body": ' + message.body_json + b', "ttl": %d' % message.ttl
+    if message.delay:
+        return head + b', "delay": %d}' % message.delay
+    return head + b"}"
+
+
 @dataclasses.dataclass(slots=True)
 class Message:
     """A stored message.
@@ -70,6 +81,11 @@ class Message:
 
     def is_delayed(self, now: float) -> bool:
         return self.delay_until > now
+
+    def as_posted(self) -> NewMessage:
+        """The message as it was posted (for a manual redelivery)."""
+        delay = round(self.delay_until - self.created) if self.delay_until else 0
+        return NewMessage(self.body_json, self.ttl, max(0, delay), self.checksum)
 
 
 @dataclasses.dataclass(slots=True)

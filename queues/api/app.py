@@ -20,6 +20,7 @@ from queues.api.resources.base import Context, MetadataCache
 from queues.api.routes import routes
 from queues.api.signed import KeySource, SignedAccess, install_log_redaction
 from queues.config import Settings, load_settings
+from queues.errors import ConfigError
 from queues.storage import load_driver
 from queues.storage.base import Driver
 
@@ -38,8 +39,14 @@ class Lifecycle:
 
 def create_app(settings: Settings, storage: Driver,
                clock: Callable[[], float] = time.time) -> falcon.asgi.App:
-    """Build the API. Raises ``ConfigError`` for unusable signing keys."""
+    """Build the API. Raises ``ConfigError`` for unusable signing keys, an
+    unreadable credentials file or a bad SSRF allow-list, and when
+    subscriptions must be confirmed but there is no key to sign the links."""
     keys = KeySource(settings.signing, clock)
+    if settings.dispatch.require_confirmation and keys.current() is None:
+        raise ConfigError("dispatch.require_confirmation needs signing keys"
+                          " (signing.keys_file or MAILSLOT_SIGNING_KEYS) to sign"
+                          " the confirmation links")
     app = falcon.asgi.App(middleware=[
         RequestId(), SignedAccess(settings.signing, keys, storage, clock),
         ZaqarChecks(settings.transport), Lifecycle(storage)])

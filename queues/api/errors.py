@@ -21,6 +21,7 @@ ERROR_TABLE: list[tuple[type[errors.MailslotError], str, str]] = [
     (errors.InvalidQueueName, falcon.HTTP_400, "Invalid queue identification"),
     (errors.InvalidBody, falcon.HTTP_400, "Invalid request body"),
     (errors.InvalidParameter, falcon.HTTP_400, "Invalid parameter"),
+    (errors.SubscriptionNotUpdated, falcon.HTTP_400, "Unable to update subscription"),
     (errors.InvalidInput, falcon.HTTP_400, "Invalid API request"),
     (errors.UnsupportedMediaType, falcon.HTTP_415, "415 Unsupported Media Type"),
     (errors.NotAcceptable, falcon.HTTP_406, "406 Not Acceptable"),

@@ -8,7 +8,9 @@ from typing import Any
 import falcon
 import orjson
 
-from queues.models import Claim, Message, Page
+from queues.models import (
+    Claim, DeliveryAttempt, DeliveryJob, Message, Page, Subscription,
+)
 
 
 def queue_href(queue: str) -> str:
@@ -42,6 +44,33 @@ def stat_end(m: Message, queue: str, now: float) -> dict[str, Any]:
     created = datetime.datetime.fromtimestamp(int(m.created), datetime.timezone.utc)
     return {"href": f"/v2/queues/{queue}/messages/{m.id}", "age": m.age(now),
             "created": created.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def subscription(s: Subscription, now: float) -> dict[str, Any]:
+    """Zaqar's subscription object; never the webhook secret. ``disabled``
+    appears only once the subscriber answered 410."""
+    doc = {"id": s.id, "source": s.queue, "subscriber": s.subscriber, "ttl": s.ttl,
+           "age": s.age(now), "options": s.options, "confirmed": s.confirmed}
+    if s.disabled:
+        doc["disabled"] = True
+    return doc
+
+
+def timestamp(epoch: float) -> str:
+    """ISO 8601 UTC with milliseconds (delivery log, dead letters)."""
+    moment = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def delivery_attempt(a: DeliveryAttempt) -> dict[str, Any]:
+    return {"job_id": a.job_id, "message_id": a.message_id, "attempt": a.attempt,
+            "at": timestamp(a.at), "outcome": a.outcome, "status": a.status,
+            "error": a.error, "latency_ms": a.latency_ms, "response": a.response}
+
+
+def dead_letter(job: DeliveryJob) -> dict[str, Any]:
+    return {"job_id": job.id, "message_id": job.message_id, "attempts": job.attempts,
+            "created": timestamp(job.created)}
 
 
 def next_links(path: str, page: Page, params: dict[str, Any]) -> list[dict[str, str]]:

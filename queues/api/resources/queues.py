@@ -145,4 +145,6 @@ class QueuePurge(Resource):
                                    " {'messages', 'subscriptions'}.")
         if "messages" in kinds:
             await self.ctx.storage.messages.purge(req.context.project, queue_name)
+        if "subscriptions" in kinds and hasattr(self.ctx.storage, "subscriptions"):
+            await self.ctx.storage.subscriptions.purge(req.context.project, queue_name)
         resp.status = falcon.HTTP_204

@@ -18,7 +18,7 @@ import uuid
 from typing import Sequence
 
 from queues.errors import SubscriptionNotFound
-from queues.models import DeliveryAttempt, DeliveryJob, NewMessage
+from queues.models import DeliveryAttempt, DeliveryJob, NewMessage, notification
 from queues.storage.base import JobStore
 from queues.storage.sqlite.driver import Database, transaction
 from queues.storage.sqlite.rows import placeholders
@@ -55,14 +55,6 @@ def new_job_id(now: float) -> str:
     at the right edge of the id index, so a post fanning out to many jobs
     dirties a few index pages instead of one random page per job."""
     return f"{int(now * 1000) & 0xFFFFFFFFFFFF:012x}{uuid.uuid4().hex[:20]}"
-
-
-def notification(message: NewMessage) -> bytes:
-    """Zaqar's notification payload, spliced around the stored body JSON."""
-    head = b'{"body": ' + message.body_json + b', "ttl": %d' % message.ttl
-    if message.delay:
-        return head + b', "delay": %d}' % message.delay
-    return head + b"}"
 
 
 def write_jobs(conn: sqlite3.Connection, now: float, project: str, queue: str,
