@@ -180,5 +180,12 @@ class StorageUnavailable(MailslotError):
     """503: the store cannot be reached or failed; safe to retry."""
 
 
+class NotSupported(MailslotError):
+    """503: the store, as deployed, cannot provide this feature (e.g.
+    subscriptions on a standalone MongoDB server, which has no transactions).
+    Unlike ``StorageUnavailable`` a retry does not help: the deployment must
+    change."""
+
+
 class ConfigError(MailslotError):
     """The configuration is invalid (raised at start-up, never per request)."""

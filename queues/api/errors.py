@@ -31,6 +31,7 @@ ERROR_TABLE: list[tuple[type[errors.MailslotError], str, str]] = [
     (errors.MessageIsClaimed, falcon.HTTP_403, "Unable to delete"),
     (errors.UnableToDelete, falcon.HTTP_400, "Unable to delete"),
     (errors.StorageUnavailable, falcon.HTTP_503, "Service temporarily unavailable"),
+    (errors.NotSupported, falcon.HTTP_503, "Service unavailable"),
     (errors.TokenRefused, falcon.HTTP_401, "Unauthorized"),
     (errors.SignatureRejected, falcon.HTTP_404, "404 Not Found"),
     (errors.TooManyRequests, falcon.HTTP_429, "Too many requests"),

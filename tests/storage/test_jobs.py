@@ -425,6 +425,12 @@ async def test_attempts_round_trip_every_field(driver):
 
 def _second_driver(driver, tmp_path):
     """Another instance on the same store, as a second process would have."""
+    if type(driver).__module__.startswith("queues.storage.mongodb"):
+        # Its own client on the same server and database.
+        hosts = ",".join(f"{host}:{port}" for host, port in
+                         driver.client.topology_description.server_descriptions())
+        return load_driver(f"mongodb://{hosts}/", timeout=driver.timeout,
+                           namespace=driver.db.name)
     if type(driver).__module__.startswith("queues.storage.redis"):
         # Its own connections to the same server, in the same namespace.
         server = driver.client.connection_pool.connection_kwargs

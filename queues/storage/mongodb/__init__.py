@@ -8,6 +8,11 @@ default ``majority``) and ``read_preference`` (``primary``,
 default ``primary``). ``journal``/``wtimeoutMS`` set in the URI are kept.
 Connect, socket and server-selection timeouts come from ``timeout``, which
 also bounds every storage call as a whole. See ``docs/mongodb.md``.
+
+Push subscriptions need a replica set or a sharded cluster: a post writes one
+delivery job per subscription in the same transaction as its messages, and a
+standalone server has no transactions, so creating a subscription there fails
+with ``NotSupported`` (503). Everything else works on a standalone server.
 """
 
 from __future__ import annotations

@@ -14,7 +14,12 @@ Collections of the driver's database (``namespace``):
 ``claims``   ``{_id, p, q, t, g, u, e, ea}``: one document per claim.
 
 Signed-URL state lives in ``generations``, ``token_marks`` and
-``rate_counters`` (see ``grants.py``).
+``rate_counters`` (see ``grants.py``). Push subscriptions live in
+``subscriptions`` (``subscriptions.py``); their delivery outbox in ``jobs``,
+``breakers`` and ``delivery_attempts`` (``outbox.py``, ``jobs.py``,
+``lease.py``). A post writes its jobs in its own transaction, so
+subscriptions need a replica set or mongos: on a standalone server creating
+one is refused (``NotSupported``).
 
 A message's own ``cid``/``ce`` decide who holds it; the ``claims`` document
 only carries the claim's ttl, grace and age. Every state change of a message is
@@ -57,6 +62,10 @@ TTL_SLACK_SECONDS = 60
 # queue and walk it in marker order, which this index serves directly.
 MARKER_INDEX = "queue_marker"
 CLAIM_INDEX = "claim_id"
+SUBSCRIPTION_ORDER_INDEX = "subscription_order"
+JOB_PENDING_INDEX = "job_pending"
+JOB_LEASED_INDEX = "job_leased"
+ATTEMPT_ORDER_INDEX = "attempt_order"
 
 INDEXES = {
     "queues": [IndexModel([("p", 1), ("n", 1)], name="queue_name", unique=True)],
@@ -82,6 +91,31 @@ INDEXES = {
     "rate_counters": [
         IndexModel([("ea", 1)], name="expires_ttl",
                    expireAfterSeconds=TTL_SLACK_SECONDS)],
+    # Push subscriptions (subscriptions.py) and their outbox (jobs.py).
+    "subscriptions": [
+        IndexModel([("p", 1), ("q", 1), ("s", 1)], name="subscriber", unique=True),
+        # Listing in creation order; also the post's lookup of a queue's
+        # subscriptions (one indexed read, the only cost when there are none).
+        IndexModel([("p", 1), ("q", 1), ("cr", 1), ("_id", 1)],
+                   name=SUBSCRIPTION_ORDER_INDEX),
+        IndexModel([("ea", 1)], name="expires_ttl",
+                   expireAfterSeconds=TTL_SLACK_SECONDS),
+    ],
+    "jobs": [
+        # A subscription's due jobs in lease order; its dead letters.
+        IndexModel([("sid", 1), ("dd", 1), ("due", 1), ("_id", 1)],
+                   name=JOB_PENDING_INDEX),
+        # Counting a subscription's live leases (max_in_flight).
+        IndexModel([("sid", 1), ("le", 1)], name=JOB_LEASED_INDEX),
+    ],
+    "breakers": [
+        IndexModel([("ea", 1)], name="expires_ttl",
+                   expireAfterSeconds=TTL_SLACK_SECONDS)],
+    "delivery_attempts": [
+        IndexModel([("sid", 1), ("at", 1), ("_id", 1)], name=ATTEMPT_ORDER_INDEX),
+        IndexModel([("ea", 1)], name="expires_ttl",
+                   expireAfterSeconds=TTL_SLACK_SECONDS),
+    ],
 }
 
 # How long to keep trying to abort a transaction we lost contact with: the
@@ -249,8 +283,10 @@ class MongoDriver(Driver):
     ) -> None:
         from queues.storage.mongodb.claims import MongoClaims
         from queues.storage.mongodb.grants import MongoGrants
+        from queues.storage.mongodb.jobs import MongoJobs
         from queues.storage.mongodb.messages import MongoMessages
         from queues.storage.mongodb.queues import MongoQueues
+        from queues.storage.mongodb.subscriptions import MongoSubscriptions
 
         self.client = client
         self.timeout = timeout
@@ -268,9 +304,14 @@ class MongoDriver(Driver):
         self.generations_coll = self.primary_db["generations"]
         self.token_marks_coll = self.primary_db["token_marks"]
         self.rate_counters_coll = self.primary_db["rate_counters"]
+        self.subscriptions_coll = self.primary_db["subscriptions"]
+        self.jobs_coll = self.primary_db["jobs"]
+        self.breakers_coll = self.primary_db["breakers"]
+        self.attempts_coll = self.primary_db["delivery_attempts"]
         # Listing, stats and gets honour the configured read preference.
         self.queues_read = self.db["queues"]
         self.messages_read = self.db["messages"]
+        self.subscriptions_read = self.db["subscriptions"]
         # None until the first call: True on replica sets and mongos, where a
         # batch post is one transaction; False on a standalone server.
         self.use_transactions: bool | None = None
@@ -281,6 +322,8 @@ class MongoDriver(Driver):
         self.messages = MongoMessages(self)
         self.claims = MongoClaims(self)
         self.grants = MongoGrants(self)
+        self.subscriptions = MongoSubscriptions(self)
+        self.jobs = MongoJobs(self)
 
     # --- lifecycle ----------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Messages on MongoDB: FIFO post, listing, delete rules, pop."""
+"""Messages on MongoDB: FIFO post (with its delivery jobs), listing, delete
+rules, pop."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from queues.storage.mongodb.driver import (
     MARKER_INDEX, as_date, clamp_int64, is_duplicate_key, operation, parse_id,
     take_oldest, to_message,
 )
+from queues.storage.mongodb.outbox import write_jobs
 
 if TYPE_CHECKING:
     from queues.storage.mongodb.driver import MongoDriver
@@ -44,15 +46,16 @@ class MongoMessages(MessageStore):
         now = driver.clock()
         docs = [_new_document(project, queue, m, client_id, now) for m in messages]
         ids = [doc["_id"] for doc in docs]
-        store = functools.partial(self._store, project, queue, docs)
+        store = functools.partial(self._store, project, queue, docs, messages, now)
         for _ in range(POST_ATTEMPTS):
             try:
                 if driver.use_transactions:
-                    # NOTE: the counter bump and the inserts commit together.
-                    # Concurrent posts to one queue conflict on the queue
-                    # document and are retried, so batches become visible
-                    # whole and in marker order: an observer paging by marker
-                    # never skips a message committed later with a lower one.
+                    # NOTE: the counter bump, the inserts and the delivery
+                    # jobs commit together. Concurrent posts to one queue
+                    # conflict on the queue document and are retried, so
+                    # batches become visible whole and in marker order: an
+                    # observer paging by marker never skips a message
+                    # committed later with a lower one.
                     await driver.in_transaction(store)
                 else:
                     await store(None)
@@ -66,7 +69,14 @@ class MongoMessages(MessageStore):
         raise StorageUnavailable("No messages could be enqueued.")
 
     async def _store(self, project: str, queue: str, docs: list[dict[str, Any]],
+                     messages: Sequence[NewMessage], now: float,
                      session: AsyncClientSession | None) -> None:
+        """Reserve markers, insert the batch and write its delivery jobs.
+
+        Without a session (standalone server: no transactions, so no
+        subscriptions can be created there) the jobs are written after the
+        messages, not atomically with them.
+        """
         first = await self._driver.reserve_markers(
             project, queue, len(docs), session=session)
         if not docs:
@@ -75,6 +85,8 @@ class MongoMessages(MessageStore):
             doc["k"] = first + offset
         await self._driver.messages_coll.insert_many(
             docs, ordered=True, session=session)
+        await write_jobs(self._driver, session, now, project, queue,
+                         [doc["_id"] for doc in docs], messages)
 
     @operation
     async def list(
