@@ -9,7 +9,7 @@ import time
 import click
 import yaml
 
-from queues.config import load_settings, settings_as_dict
+from queues.config import configure_logging, load_settings, settings_as_dict
 from queues.errors import ConfigError, MailslotError
 
 APP_FACTORY = "queues.api.app:get_app()"
@@ -62,14 +62,11 @@ def dispatch(config: str | None) -> None:
     Any number may run against one store; each delivery is leased, so a
     crashed dispatcher's work is taken over when its leases expire.
     """
-    import logging
-
     from subscriptions import service
 
     settings = _settings_or_exit(config)
     _check_startup(settings)
-    logging.basicConfig(level=settings.logging.level,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings)
     storage = _storage(settings)
     if not hasattr(storage, "jobs"):
         raise click.ClickException("this store does not support subscriptions yet")

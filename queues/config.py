@@ -166,7 +166,8 @@ class DispatchSettings:
     # Delivery log: attempts kept per subscription, and for how long.
     log_keep: int = 100
     log_keep_seconds: float = 604800.0
-    # A secret file of "name:token" lines: trust+ subscribers name one in
+    # A secret YAML file of {name: {token, hosts, projects}}: trust+, mistral+
+    # and heat+ subscribers name one in
     # options.credentials and get it as X-Auth-Token.
     credentials_file: str = ""
 
@@ -369,3 +370,20 @@ def settings_as_dict(settings: Settings, masked: bool = True) -> dict[str, Any]:
                 section[key] = list(value)
     return data
 
+
+
+# Libraries whose DEBUG output carries whole commands or requests (message
+# bodies, webhook secrets, tokens): never below INFO, whatever the level.
+CHATTY_LOGGERS = ("pymongo", "httpx", "httpcore", "redis", "aiosmtpd", "mail.log")
+
+
+def configure_logging(settings: Settings) -> None:
+    """The process-wide log format and level, with chatty libraries capped."""
+    import logging
+
+    logging.basicConfig(level=settings.logging.level,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for name in CHATTY_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.INFO:
+            logger.setLevel(logging.INFO)

@@ -88,7 +88,8 @@ class Channels:
     async def _trusted(self, subscription: Subscription, job: DeliveryJob,
                        now: float) -> DeliveryResult:
         name = subscription.options.get(CREDENTIAL_OPTION)
-        token = self._credentials.token(name) if isinstance(name, str) else None
+        token = self._credentials.token_for(
+            name, webhook.target_url(subscription.subscriber), subscription.project)
         if token is None:
             return _missing_credential(name)
         return await self._webhook(subscription, job, now, {"X-Auth-Token": token})
@@ -104,7 +105,7 @@ class Channels:
         name = subscription.options.get(CREDENTIAL_OPTION)
         token = None
         if name is not None:
-            token = self._credentials.token(name) if isinstance(name, str) else None
+            token = self._credentials.token_for(name, base, subscription.project)
             if token is None:
                 return _missing_credential(name)
             if not _HEADER_TOKEN.fullmatch(token):
@@ -118,4 +119,5 @@ class Channels:
 def _missing_credential(name: object) -> DeliveryResult:
     return DeliveryResult(
         error=r.INVALID_REQUEST,
-        detail=f"credential {name!r} is not configured on this dispatcher")
+        detail=f"credential {name!r} is not configured on this dispatcher for"
+               " this destination and project")

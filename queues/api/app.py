@@ -6,7 +6,6 @@ file path comes from ``MAILSLOT_CONFIG`` (set by ``mailslot serve``).
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from typing import Callable
@@ -19,7 +18,7 @@ from queues.api.middleware import RequestId, ZaqarChecks
 from queues.api.resources.base import Context, MetadataCache
 from queues.api.routes import routes
 from queues.api.signed import KeySource, SignedAccess, install_log_redaction
-from queues.config import Settings, load_settings
+from queues.config import Settings, configure_logging, load_settings
 from queues.errors import ConfigError
 from queues.storage import load_driver
 from queues.storage.base import Driver
@@ -74,7 +73,6 @@ def build_storage(settings: Settings) -> Driver:
 
 def get_app() -> falcon.asgi.App:
     settings = load_settings(os.environ.get(CONFIG_ENV) or None)
-    logging.basicConfig(level=settings.logging.level,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings)
     install_log_redaction()
     return create_app(settings, build_storage(settings))

@@ -62,7 +62,7 @@ class SubscriptionRules:
         self._credentials = (credentials if credentials is not None
                              else load_credentials(settings.dispatch.credentials_file))
 
-    def for_create(self, document: Any, now: float) -> Changes:
+    def for_create(self, document: Any, now: float, project: str) -> Changes:
         """A POST body; raises ``InvalidInput`` with Zaqar's messages."""
         if not isinstance(document, dict):
             raise InvalidInput("Subscriptions must be a dict.")
@@ -71,7 +71,7 @@ class SubscriptionRules:
         subscriber = self._subscriber(document["subscriber"])
         ttl, options = _ttl_and_options(document, now)
         options = {} if options is None else options
-        self.check_destination(subscriber, options)
+        self.check_destination(subscriber, options, project)
         return Changes(subscriber, self._default_ttl if ttl is None else ttl, options)
 
     def for_update(self, document: Any, subscription_id: str, now: float) -> Changes:
@@ -103,7 +103,8 @@ class SubscriptionRules:
             raise unsupported
         return subscriber
 
-    def check_destination(self, subscriber: str, options: dict[str, Any]) -> None:
+    def check_destination(self, subscriber: str, options: dict[str, Any],
+                          project: str) -> None:
         """Where the dispatcher would deliver, and with which credential."""
         scheme = scheme_of(subscriber)
         if scheme in WEBHOOK_SCHEMES:
@@ -116,7 +117,7 @@ class SubscriptionRules:
                 mailto.parse_mailto(subscriber)
             except mailto.InvalidMail as ex:
                 raise InvalidInput(f"Invalid mailto subscriber: {ex}.") from None
-        self._check_credential(subscriber, scheme, options)
+        self._check_credential(subscriber, scheme, options, project)
 
     def _check_url(self, url: str) -> None:
         if self._https_only and not url.lower().startswith("https:"):
@@ -129,7 +130,7 @@ class SubscriptionRules:
             raise  # an InvalidInput: "Destination ... is not allowed: loopback."
 
     def _check_credential(self, subscriber: str, scheme: str,
-                          options: dict[str, Any]) -> None:
+                          options: dict[str, Any], project: str) -> None:
         """trust+ subscribers must name a configured credential; mistral+ and
         heat+ ones may; no other subscriber may (a token must never go to a
         plain webhook or a mailbox)."""
@@ -146,9 +147,12 @@ class SubscriptionRules:
                     f"A {scheme} subscriber needs options.{CREDENTIAL_OPTION}: the"
                     " name of a credential configured on the server.")
             return
-        if not isinstance(name, str) or name not in self._credentials:
+        destination = (webhook.target_url(subscriber) if required
+                       else actions.target_url(subscriber) or "")
+        if self._credentials.token_for(name, destination, project) is None:
             raise InvalidInput(f"options.{CREDENTIAL_OPTION} names no credential"
-                               " configured on the server.")
+                               " configured on the server for this destination"
+                               " and project.")
 
 
 def _ttl_and_options(document: dict[str, Any], now: float

@@ -117,7 +117,11 @@ class Subs:
 @pytest.fixture
 def credentials_file(tmp_path: pathlib.Path) -> pathlib.Path:
     path = tmp_path / "credentials"
-    path.write_text(f"# trust+ credentials\nops:{CREDENTIAL_TOKEN}\n")
+    path.write_text(f"# trust+ credentials\nops:\n  token: {CREDENTIAL_TOKEN}\n"
+                    "  hosts: [example.com, workflows.example.com,"
+                    " 'orchestration.example.com:8004']\n"
+                    f"bound:\n  token: {CREDENTIAL_TOKEN}\n  hosts: [example.com]\n"
+                    "  projects: [somebody-else]\n")
     return path
 
 
@@ -377,11 +381,14 @@ async def test_trust_subscriber_needs_a_configured_credential(subs):
         ({}, "A trust+https subscriber needs options.credentials: the name of a"
              " credential configured on the server."),
         ({"credentials": "nope"},
-         "options.credentials names no credential configured on the server."),
+         "options.credentials names no credential configured on the server"
+         " for this destination and project."),
         ({"credentials": ["ops"]},
-         "options.credentials names no credential configured on the server."),
+         "options.credentials names no credential configured on the server"
+         " for this destination and project."),
         ({"credentials": CREDENTIAL_TOKEN},
-         "options.credentials names no credential configured on the server."),
+         "options.credentials names no credential configured on the server"
+         " for this destination and project."),
     ]:
         result = await subs.create_raw(subscriber="trust+https://example.com/",
                                        options=options)
@@ -399,7 +406,8 @@ async def test_trust_subscriber_without_credentials_file(make_subs):
     result = await subs.create_raw(subscriber="trust+https://example.com/",
                                    options={"credentials": "ops"})
     assert_error(result, 400, BAD_REQUEST,
-                 "options.credentials names no credential configured on the server.")
+                 "options.credentials names no credential configured on the server"
+         " for this destination and project.")
 
 
 def test_unreadable_credentials_file_stops_the_app(driver, keyfile, tmp_path):
@@ -423,7 +431,8 @@ async def test_action_subscribers_are_validated_at_creation(subs):
     for subscriber, options, description in [
         (MISTRAL, {}, "Option workflow_id or workflow_name is required."),
         (MISTRAL, {"workflow_name": "w", "credentials": "nope"},
-         "options.credentials names no credential configured on the server."),
+         "options.credentials names no credential configured on the server"
+         " for this destination and project."),
         ("mistral+http://127.0.0.1:8989/v2", {"workflow_name": "w"},
          "Destination 127.0.0.1 is not allowed: loopback."),
         (HEAT, dict(HEAT_OPTIONS, action="explode"), None),
@@ -1108,3 +1117,20 @@ async def test_no_secret_token_or_signature_is_logged(confirming, caplog):
     text = "".join(f"{r.getMessage()} {r.args}" for r in ours)
     for secret in (created["secret"], payload["URL-Signature"], CREDENTIAL_TOKEN):
         assert secret not in text
+
+
+async def test_a_credential_is_only_sent_where_and_for_whom_it_is_bound(subs):
+    """Naming a credential cannot send its token to another host, another
+    port or for a project it is not bound to."""
+    refused = ("options.credentials names no credential configured on the server"
+               " for this destination and project.")
+    for subscriber, name in (("trust+https://attacker.example/", "ops"),
+                             ("trust+https://example.com.attacker.example/", "ops"),
+                             ("trust+https://example.com/", "bound")):
+        result = await subs.create_raw(subscriber=subscriber,
+                                       options={"credentials": name})
+        assert_error(result, 400, BAD_REQUEST, refused)
+    heat_other_port = HEAT.replace(":8004", ":8005")
+    result = await subs.create_raw(subscriber=heat_other_port,
+                                   options={**HEAT_OPTIONS, "credentials": "ops"})
+    assert result.status_code == 400

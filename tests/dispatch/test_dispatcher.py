@@ -16,7 +16,7 @@ from queues.config import DispatchSettings
 from queues.storage.base import Driver
 from subscriptions import webhook
 from subscriptions.channels import Channels, Limits
-from subscriptions.credentials import Credentials
+from subscriptions.credentials import Credential, Credentials
 from subscriptions.dispatcher import Dispatcher
 from subscriptions.http import make_client
 from subscriptions.mailto import SmtpSettings
@@ -218,7 +218,7 @@ async def test_trust_subscriber_gets_the_named_credential(driver, client, http_s
     await subscribe(driver, url, options={"credentials": "heat"})
     await post(driver, "q1", "x")
     dispatcher = make_dispatcher(driver, client,
-                                 credentials=Credentials({"heat": "tok-123"}))
+                                 credentials=Credentials({"heat": Credential("tok-123", frozenset({"127.0.0.1"}))}))
     await run_until(dispatcher, lambda: len(sink.requests) == 1)
     assert sink.requests[0].headers["x-auth-token"] == "tok-123"
 

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from subscriptions.credentials import Credentials
+from subscriptions.credentials import Credential, Credentials
 from subscriptions.http import make_client
 from tests.dispatch.test_dispatcher import (
     NO_WAIT_RETRIES, make_dispatcher, run_until, subscribe,
@@ -108,7 +108,7 @@ async def test_heal_marks_the_resource_then_updates_the_root_stack(
     sub = await subscribe(driver, url, options=heal_options(credentials="heat-demo"))
     await post(driver, "q1", alarm("vm-1"))
     dispatcher = make_dispatcher(driver, client,
-                                 credentials=Credentials({"heat-demo": "tok-h"}))
+                                 credentials=Credentials({"heat-demo": Credential("tok-h", frozenset({"127.0.0.1"}))}))
     await run_until(dispatcher, lambda: dispatcher.delivered == 1)
     assert stand_in.calls == [
         ("PATCH", RESOURCES + "vm-1", MARK, "tok-h"),
@@ -177,7 +177,7 @@ async def test_signal_posts_the_message_body(driver, client, http_sink):
     body = {"current": "alarm", "previous": "ok", "reason": "cpu > 80%"}
     await post(driver, "q1", body, body)
     dispatcher = make_dispatcher(driver, client,
-                                 credentials=Credentials({"heat-demo": "tok-h"}))
+                                 credentials=Credentials({"heat-demo": Credential("tok-h", frozenset({"127.0.0.1"}))}))
     await run_until(dispatcher, lambda: dispatcher.delivered == 2)
     path = "/v1/demo/stacks/asg/f00d/resources/scale_up/signal"
     assert stand_in.calls == [("POST", path, body, "tok-h")] * 2  # no cooldown

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from subscriptions.credentials import Credentials
+from subscriptions.credentials import Credential, Credentials
 from subscriptions.http import make_client
 from subscriptions.payload import delivery_id
 from tests.dispatch.test_dispatcher import (
@@ -84,7 +84,7 @@ async def test_the_execution_request_is_exactly_the_documented_shape(
     sub = await subscribe(driver, url, options=options)
     [mid] = await post(driver, "q1", {"x": "<% 6 * 7 %>"})
     dispatcher = make_dispatcher(driver, client,
-                                 credentials=Credentials({"mistral-demo": "tok-9"}))
+                                 credentials=Credentials({"mistral-demo": Credential("tok-9", frozenset({"127.0.0.1"}))}))
     await run_until(dispatcher, lambda: dispatcher.delivered == 1)
     [request] = stand_in.requests
     assert request.headers["x-auth-token"] == "tok-9"

@@ -85,3 +85,13 @@ def test_secrets_masked():
     masked = settings_as_dict(load_settings(env={
         "MAILSLOT_STORAGE_URI": "redis://user:hunter2@h/0"}))
     assert "hunter2" not in str(masked)
+
+
+def test_debug_logging_never_reaches_libraries_that_log_secrets():
+    import logging
+
+    from queues.config import CHATTY_LOGGERS, configure_logging, load_settings
+
+    configure_logging(load_settings(env={"MAILSLOT_LOGGING_LEVEL": "DEBUG"}))
+    for name in CHATTY_LOGGERS:
+        assert logging.getLogger(name).getEffectiveLevel() >= logging.INFO, name

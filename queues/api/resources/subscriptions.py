@@ -106,7 +106,7 @@ class SubscriptionCollection(_SubscriptionResource):
     async def on_post(self, req: falcon.Request, resp: falcon.Response,
                       queue_name: str) -> None:
         spec = self._rules.for_create(await _document(req, self.ctx, {}),
-                                      self.ctx.clock())
+                                      self.ctx.clock(), req.context.project)
         self._confirmations.check_ready()
         secret = webhook.generate_secret()
         resp.location = req.path  # Zaqar's, on 201 and on 409
@@ -157,7 +157,8 @@ class SubscriptionItem(_SubscriptionResource):
         if moved or changes.options is not None:
             self._rules.check_destination(
                 changes.subscriber or current.subscriber,
-                current.options if changes.options is None else changes.options)
+                current.options if changes.options is None else changes.options,
+                project)
         if moved:
             self._confirmations.check_ready()
         await store.update(project, queue_name, subscription_id,
