@@ -146,6 +146,10 @@ class Dispatcher:
     async def process(self, job: DeliveryJob) -> None:
         """Deliver one leased job and settle it."""
         subscription = await self._subscription(job)
+        if subscription is not None and self._awaits_confirmation(subscription, job):
+            # Never drop on a cached answer: it may predate the confirmation.
+            self._subscriptions.forget(job.subscription_id)
+            subscription = await self._subscription(job)
         if subscription is None:
             await self._settle(job, self._storage.jobs.ack(job.id, job.lease_token))
             return

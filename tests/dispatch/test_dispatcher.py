@@ -233,3 +233,20 @@ async def test_breaker_opens_after_consecutive_failures(driver, client, http_sin
     await asyncio.sleep(0.3)
     assert len(sink.requests) == 2  # the breaker holds the third try back
     assert sub.id
+
+
+async def test_a_confirmation_is_seen_at_once_despite_the_cache(driver, client,
+                                                                http_sink):
+    """The subscription cache must not drop notifications posted right after
+    the subscriber confirmed (the cached copy still says unconfirmed)."""
+    sink = await http_sink()
+    sub = await subscribe(driver, sink.url, confirmed=False)
+    await driver.jobs.redeliver(sub.id, "confirm-1", json.dumps(
+        {"Message_Type": "SubscriptionConfirmation"}).encode())
+    settings = dataclasses.replace(FAST, require_confirmation=True)
+    dispatcher = make_dispatcher(driver, client, settings)
+    await run_until(dispatcher, lambda: len(sink.requests) == 1)  # caches it
+    await driver.subscriptions.confirm(P, "q1", sub.id, True)
+    [mid] = await post(driver, "q1", "right after")
+    await run_until(dispatcher, lambda: len(sink.requests) == 2, timeout=0.8)
+    assert payloads(sink)[1]["message_id"] == mid
