@@ -41,6 +41,10 @@ from subscriptions.retry import DEFAULT_POLICY, RETRY_POLICY, RetryPolicy, effec
 LOG = logging.getLogger("mailslot.dispatch")
 # How long a subscription or queue policy read is reused.
 CACHE_SECONDS = 1.0
+# Seconds after the last leased job during which the outbox is polled at the
+# minimum interval (traffic tends to continue); only then does polling back
+# off towards the maximum, so an idle dispatcher costs little.
+ACTIVE_WINDOW = 2.0
 # Seconds in-flight deliveries get to finish on shutdown before cancellation.
 SHUTDOWN_GRACE = 10.0
 UNCONFIRMED = "unconfirmed"
@@ -90,17 +94,19 @@ class Dispatcher:
         """Lease and deliver until ``stop`` is set; then let in-flight
         deliveries finish (bounded), and leave the rest to lease expiry."""
         stopping = asyncio.ensure_future(stop.wait())
+        busy_until = 0.0
         poll = self._settings.min_poll_interval
         try:
             while not stop.is_set():
-                leased = await self._lease_some()
-                if leased:
+                if await self._lease_some():
+                    busy_until = time.monotonic() + ACTIVE_WINDOW
                     poll = self._settings.min_poll_interval
                     await asyncio.sleep(0)
                     continue
                 await asyncio.wait({stopping, *self._tasks}, timeout=poll,
                                    return_when=asyncio.FIRST_COMPLETED)
-                poll = min(poll * 2, self._settings.max_poll_interval)
+                if time.monotonic() >= busy_until:
+                    poll = min(poll * 2, self._settings.max_poll_interval)
         finally:
             stopping.cancel()
             await self._drain()
