@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from queues.errors import (
     ClaimExpired,
+    InvalidInput,
     MessageIsClaimed,
     MessageNotClaimed,
     MessageNotFound,
@@ -25,6 +26,19 @@ if TYPE_CHECKING:
 
 # message_delete.lua result codes.
 _DELETE_ERRORS = {1: MessageIsClaimed, 2: MessageNotClaimed, 3: ClaimExpired}
+
+
+def pack_batch(ids: Sequence[str], messages: Sequence[NewMessage]) -> bytes:
+    """A batch as post.lua's one argument: id, body, ttl, delay, checksum of
+    each message, every field NUL-terminated (none can contain a NUL: ids are
+    hex, bodies JSON text, the rest digits or ``MD5:<hex>``)."""
+    parts: list[bytes] = []
+    for message_id, message in zip(ids, messages):
+        if b"\0" in message.body_json:  # not JSON text; never from the API
+            raise InvalidInput("A message body must be JSON text.")
+        parts += [message_id.encode(), message.body_json, b"%d" % message.ttl,
+                  b"%d" % message.delay, (message.checksum or "").encode()]
+    return b"\0".join(parts) + b"\0"
 
 
 class RedisMessages(MessageStore):
@@ -43,10 +57,8 @@ class RedisMessages(MessageStore):
         keys = self._keys.queue(project, queue)
         ids = new_ids(len(messages))
         args: list[Any] = [self._driver.clock(), queue, keys.member, client_id or "",
-                           project, self._keys.subscription_prefix]
-        for message_id, message in zip(ids, messages):
-            args += [message_id, message.body_json, message.ttl, message.delay,
-                     message.checksum or ""]
+                           project, self._keys.subscription_prefix,
+                           pack_batch(ids, messages)]
         # The script also writes the delivery jobs (the outbox) of the batch.
         await self._driver.guard(self._scripts.post(
             keys=(keys.keys + self._keys.project(project).keys + (keys.targets,)
