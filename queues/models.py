@@ -8,8 +8,11 @@ and return them without parsing, and the API splices them into responses with
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from typing import Any, Generic, TypeVar
+
+import orjson
 
 T = TypeVar("T")
 
@@ -154,6 +157,21 @@ class Subscription:
 
     def age(self, now: float) -> int:
         return max(0, int(now - self.created))
+
+
+def options_digest(options: dict[str, Any]) -> str:
+    """The normalized identity of a subscription's ``options``: subscriptions
+    are unique by (project, queue, subscriber, this digest).
+
+    SHA-256 (hex) of the options as JSON with object keys sorted at every
+    depth, so key order never matters; values do, exactly as JSON types
+    them (``1``, ``1.0`` and ``true`` differ, as do list orders). Every
+    driver stores it beside the options and must agree on it, so the
+    encoding is fixed here. Raises ``TypeError`` for what JSON cannot hold
+    (integers beyond 64 bits: the API refuses those first).
+    """
+    normalized = orjson.dumps(options, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(normalized).hexdigest()
 
 
 @dataclasses.dataclass(slots=True)

@@ -180,18 +180,24 @@ class ClaimStore(abc.ABC):
 
 
 class SubscriptionStore(abc.ABC):
-    """Subscriptions, unique by (project, queue, subscriber URI).
+    """Subscriptions, unique by (project, queue, subscriber URI, options).
 
-    Expired subscriptions are invisible at once. Deleting a queue keeps its
-    subscriptions (as Zaqar does).
+    Options compare by ``queues.models.options_digest``: key order does not
+    matter, values do. So several subscriptions may share a subscriber URI
+    when their options differ (Zaqar allows one per URI); each gets its own
+    delivery jobs. Uniqueness holds under concurrent creates and updates.
+
+    Expired subscriptions are invisible at once, and never stand in the way
+    of a new one. Deleting a queue keeps its subscriptions (as Zaqar does).
     """
 
     @abc.abstractmethod
     async def create(self, project: str, queue: str, subscriber: str, *, ttl: int,
                      options: dict[str, Any], secret: str) -> tuple[Subscription, bool]:
         """Create; the bool is False when an unconfirmed one with the same
-        subscriber existed (it is returned unchanged). Raises ``Conflict``
-        when a confirmed one exists. Creates the queue if missing."""
+        subscriber and options existed (it is returned unchanged, ttl and
+        secret included). Raises ``Conflict`` when such a one is confirmed.
+        Creates the queue if missing."""
 
     @abc.abstractmethod
     async def get(self, project: str, queue: str, subscription_id: str) -> Subscription:
@@ -206,8 +212,9 @@ class SubscriptionStore(abc.ABC):
                      subscriber: str | None = None, ttl: int | None = None,
                      options: dict[str, Any] | None = None) -> None:
         """A new ``ttl`` restarts expiry from now; ``options`` replaces all.
-        Raises ``SubscriptionNotFound``, or ``Conflict`` for a subscriber that
-        another subscription of the queue has."""
+        Raises ``SubscriptionNotFound``, or ``Conflict`` (and changes
+        nothing) when the new subscriber and options are those of another
+        live subscription of the queue."""
 
     @abc.abstractmethod
     async def confirm(self, project: str, queue: str, subscription_id: str,

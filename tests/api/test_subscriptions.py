@@ -215,24 +215,44 @@ async def test_valid_subscribers(subs, subscriber):
 
 
 async def test_duplicate_unconfirmed_gets_existing_id_and_no_secret(subs):
-    first = await subs.create(HOOK, ttl=100)
-    again = await subs.create_raw(subscriber=HOOK, ttl=999, options={"b": 1})
+    first = await subs.create(HOOK, ttl=100, options={"a": 1, "b": {"c": 2, "d": 3}})
+    again = await subs.create_raw(subscriber=HOOK, ttl=999,
+                                  options={"b": {"d": 3, "c": 2}, "a": 1})
     assert again.status_code == 201, again.text
     assert again.headers["location"] == SUBS
     assert again.json == {"subscription_id": first["subscription_id"]}
     stored = await subs.driver.subscriptions.get(subs.project, "q1",
                                                   first["subscription_id"])
     assert stored.secret == first["secret"] and stored.ttl == 100
+    assert stored.options == {"a": 1, "b": {"c": 2, "d": 3}}
 
 
 async def test_duplicate_confirmed_conflicts(subs):
-    first = await subs.create(HOOK)
+    first = await subs.create(HOOK, options={"a": 1, "b": 2})
     await subs.confirm(first["subscription_id"])
-    again = await subs.create_raw(subscriber=HOOK)
+    again = await subs.create_raw(subscriber=HOOK, options={"b": 2, "a": 1})
     assert_error(again, 409, "Resource conflict", DUPLICATE)
     assert again.headers["location"] == SUBS
     # Same subscriber on another queue is another subscription.
-    await subs.create(HOOK, queue="q2")
+    await subs.create(HOOK, queue="q2", options={"a": 1, "b": 2})
+
+
+async def test_same_url_with_other_options_is_another_subscription(subs):
+    plain = await subs.create(HOOK)
+    await subs.confirm(plain["subscription_id"])
+    other = await subs.create_raw(subscriber=HOOK, options={"post_data": "{}"})
+    assert other.status_code == 201, other.text
+    assert set(other.json) == {"subscription_id", "secret"}
+    assert other.json["subscription_id"] != plain["subscription_id"]
+    assert other.json["secret"] != plain["secret"]
+    listed = (await subs.api.get(SUBS)).json["subscriptions"]
+    assert sorted((s["id"], s["subscriber"], s["confirmed"]) for s in listed) == sorted(
+        [(plain["subscription_id"], HOOK, True),
+         (other.json["subscription_id"], HOOK, False)])
+    # A message is delivered to each of them.
+    await subs.api.post("/v2/queues/q1/messages", json={"messages": [{"body": 1}]})
+    assert sorted(job.subscription_id for job in await subs.leased()) == sorted(
+        [plain["subscription_id"], other.json["subscription_id"]])
 
 
 @pytest.mark.parametrize("document,title,description", [
@@ -652,6 +672,34 @@ async def test_patch_unknown_is_404_and_duplicate_is_409(subs):
                  409, "Resource conflict", DUPLICATE)
 
 
+async def test_patch_options_into_a_duplicate_is_409(subs):
+    first = await subs.create(HOOK, options={"a": 1, "b": 2})
+    sid = (await subs.create(HOOK, ttl=600, options={"a": 2}))["subscription_id"]
+    assert sid != first["subscription_id"]
+    for change in ({"options": {"b": 2, "a": 1}},
+                   {"options": {"b": 2, "a": 1}, "ttl": 900}):
+        assert_error(await subs.api.patch(f"{SUBS}/{sid}", json=change),
+                     409, "Resource conflict", DUPLICATE)
+    document = await subs.get(sid)
+    assert (document["ttl"], document["options"]) == (600, {"a": 2})
+    # Moving URL and options together into a taken pair: 409 too.
+    other = (await subs.create("https://example.org/", options={"a": 1, "b": 2})
+             )["subscription_id"]
+    assert_error(await subs.api.patch(f"{SUBS}/{other}", json={
+        "subscriber": HOOK, "options": {"a": 2}}), 409, "Resource conflict", DUPLICATE)
+    # Into a free pair, and back again once it is free.
+    assert (await subs.api.patch(f"{SUBS}/{sid}", json={"options": {"a": 3}})
+            ).status_code == 204
+    assert (await subs.api.patch(f"{SUBS}/{other}", json={
+        "subscriber": HOOK, "options": {"a": 2}})).status_code == 204
+    assert (await subs.api.patch(f"{SUBS}/{sid}", json={"options": {"a": 2}})
+            ).status_code == 409
+    assert (await subs.api.delete(f"{SUBS}/{other}")).status_code == 204
+    assert (await subs.api.patch(f"{SUBS}/{sid}", json={"options": {"a": 2}})
+            ).status_code == 204
+    assert (await subs.get(sid))["options"] == {"a": 2}
+
+
 async def test_patch_subscriber_keeps_confirmation_without_require(subs):
     sid = (await subs.create())["subscription_id"]
     await subs.confirm(sid)
@@ -778,6 +826,11 @@ async def test_duplicate_unconfirmed_sends_the_confirmation_again(confirming):
     assert again.json == {"subscription_id": first["subscription_id"]}
     [payload] = await confirming.confirmations()
     assert payload["Message_Type"] == "SubscriptionConfirmation"
+    # Other options: another subscription, confirmed on its own link.
+    other = await confirming.create(HOOK, options={"a": 1})
+    assert other["subscription_id"] != first["subscription_id"]
+    [payload] = await confirming.confirmations()
+    assert payload["URL-Paths"] == f"{SUBS}/{other['subscription_id']}/confirm"
 
 
 async def test_unsubscribe_through_the_link_queues_an_unsubscribe_confirmation(

@@ -83,8 +83,10 @@ async def test_standalone_server_refuses_subscriptions(mongodb_driver, raw):
 async def test_outbox_indexes_exist(mongodb_driver, raw):
     await mongodb_driver.ready()
     subscriptions = raw["subscriptions"].index_information()
-    assert subscriptions["subscriber"]["key"] == [("p", 1), ("q", 1), ("s", 1)]
-    assert subscriptions["subscriber"]["unique"] is True
+    assert subscriptions["subscriber_options"]["key"] == [
+        ("p", 1), ("q", 1), ("s", 1), ("h", 1)]
+    assert subscriptions["subscriber_options"]["unique"] is True
+    assert "subscriber" not in subscriptions
     assert subscriptions["subscription_order"]["key"] == [
         ("p", 1), ("q", 1), ("cr", 1), ("_id", 1)]
     jobs = raw["jobs"].index_information()
@@ -96,6 +98,26 @@ async def test_outbox_indexes_exist(mongodb_driver, raw):
         ttl = raw[name].index_information()["expires_ttl"]
         assert ttl["key"] == [("ea", 1)]
         assert ttl["expireAfterSeconds"] == TTL_SLACK_SECONDS
+
+
+async def test_start_drops_the_retired_subscriber_index(mongodb_server,
+                                                        mongodb_driver, raw):
+    """A database from before options took part in uniqueness."""
+    await mongodb_driver.ready()
+    raw["subscriptions"].drop_index("subscriber_options")
+    raw["subscriptions"].create_index([("p", 1), ("q", 1), ("s", 1)],
+                                      name="subscriber", unique=True)
+    restarted = make_driver(mongodb_server.uri, namespace=mongodb_driver.db.name)
+    try:
+        await restarted.ready()
+        indexes = raw["subscriptions"].index_information()
+        assert "subscriber" not in indexes and "subscriber_options" in indexes
+        for options in ({"a": 1}, {"a": 2}):
+            _, new = await restarted.subscriptions.create(
+                P, "q1", "http://h/1", ttl=60, options=options, secret="")
+            assert new is True
+    finally:
+        await restarted.close()
 
 
 async def test_post_without_subscriptions_adds_one_read(watched):

@@ -10,8 +10,9 @@ import orjson
 import pytest
 
 from queues.errors import StorageUnavailable
-from queues.models import DeliveryAttempt, NewMessage
+from queues.models import DeliveryAttempt, NewMessage, options_digest
 from queues.storage import load_driver
+from queues.storage.redis.keys import subscriber_field
 from tests.fixtures.redis import unique_namespace
 from tests.storage.helpers import P, msg, post
 
@@ -134,6 +135,32 @@ async def test_delete_and_purge_leave_no_keys_behind(redis_driver):
     left = await _keys(redis_driver) - before
     assert left <= {redis_driver.keys.outbox.seq}, left
     assert await redis_driver.client.hlen(redis_driver.keys.outbox.jobs) == 0
+
+
+async def test_subscribers_index_is_keyed_by_subscriber_and_options(redis_driver):
+    """The scripts' subscriber_field (outbox.lua) is keys.py's."""
+    client, index = redis_driver.client, redis_driver.keys.queue(P, "q1").subscribers
+    store = redis_driver.subscriptions
+
+    async def entries() -> dict[str, str]:
+        stored = await client.hgetall(index)
+        return {k.decode(): v.decode() for k, v in stored.items()}
+
+    sub, _ = await store.create(P, "q1", "http://h/1", ttl=60, options={"a": 1},
+                                secret="")
+    other, _ = await store.create(P, "q1", "http://h/1", ttl=60, options={},
+                                  secret="")
+    assert await entries() == {
+        subscriber_field("http://h/1", options_digest({"a": 1})): sub.id,
+        subscriber_field("http://h/1", options_digest({})): other.id}
+    await store.update(P, "q1", sub.id, subscriber="http://h/2")
+    await store.update(P, "q1", sub.id, options={"b": 1})
+    assert await entries() == {
+        subscriber_field("http://h/2", options_digest({"b": 1})): sub.id,
+        subscriber_field("http://h/1", options_digest({})): other.id}
+    await store.delete(P, "q1", sub.id)
+    assert await entries() == {
+        subscriber_field("http://h/1", options_digest({})): other.id}
 
 
 async def test_queue_delete_keeps_subscription_keys(redis_driver):

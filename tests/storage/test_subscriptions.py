@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -47,20 +48,54 @@ async def test_create_returns_stored_fields_and_creates_queue(driver, clock):
 
 
 async def test_duplicate_unconfirmed_returns_existing_unchanged(driver):
-    first = await subscribe(driver, ttl=100, options={"a": 1})
+    first = await subscribe(driver, ttl=100, options={"a": 1, "b": {"x": 1, "y": 2}})
+    # Same subscriber and options (key order does not matter): a duplicate.
     again, new = await driver.subscriptions.create(
-        P, "q1", "http://h/1", ttl=999, options={"b": 2}, secret="other")
+        P, "q1", "http://h/1", ttl=999, options={"b": {"y": 2, "x": 1}, "a": 1},
+        secret="other")
     assert new is False
     assert again == first
     assert await driver.subscriptions.get(P, "q1", first.id) == first
+    assert [s.id for s in (await driver.subscriptions.list(P, "q1")).items] == [
+        first.id]
 
 
 async def test_duplicate_confirmed_conflicts(driver):
-    first = await subscribe(driver)
+    first = await subscribe(driver, options={"a": 1, "b": 2})
     await driver.subscriptions.confirm(P, "q1", first.id, True)
     with pytest.raises(Conflict) as raised:
-        await subscribe(driver)
+        await subscribe(driver, options={"b": 2, "a": 1})
     assert raised.value.description == DUPLICATE
+
+
+async def test_same_subscriber_with_other_options_is_another_subscription(driver):
+    plain = await subscribe(driver)
+    await driver.subscriptions.confirm(P, "q1", plain.id, True)
+    others = [await subscribe(driver, options=options) for options in (
+        {"a": 1}, {"a": 2}, {"a": "1"}, {"a": 1.5}, {"a": [1, 2]}, {"a": [2, 1]},
+        {"a": {"b": 1}}, {"b": 1})]
+    ids = {plain.id} | {sub.id for sub in others}
+    assert len(ids) == 9
+    assert {s.id for s in (await driver.subscriptions.list(P, "q1", limit=20)).items
+            } == ids
+    # Each one is a separate delivery of every message.
+    [message_id] = await post(driver, "q1", "hello")
+    jobs = await leased(driver)
+    assert sorted(j.subscription_id for j in jobs) == sorted(ids)
+    assert {j.message_id for j in jobs} == {message_id}
+    # ... settled one by one.
+    for job in jobs:
+        assert await driver.jobs.ack(job.id, job.lease_token)
+    assert await leased(driver) == []
+
+
+async def test_concurrent_creates_of_one_pair_make_one_subscription(driver):
+    results = await asyncio.gather(*[driver.subscriptions.create(
+        P, "q1", "http://h/1", ttl=60, options={"a": 1, "b": 2} if n % 2 else
+        {"b": 2, "a": 1}, secret=f"s{n}") for n in range(6)])
+    assert len({sub.id for sub, _ in results}) == 1
+    assert sum(new for _, new in results) == 1
+    assert len((await driver.subscriptions.list(P, "q1")).items) == 1
 
 
 async def test_uniqueness_is_per_project_queue_and_subscriber(driver):
@@ -154,6 +189,81 @@ async def test_update_subscriber_and_conflict(driver):
     _, new = await driver.subscriptions.create(P, "q1", "http://h/1", ttl=60,
                                                options={}, secret="")
     assert new is True
+
+
+async def test_update_into_a_duplicate_conflicts_and_changes_nothing(driver):
+    first = await subscribe(driver, "http://h/1", options={"a": 1, "b": 2})
+    second = await subscribe(driver, "http://h/1", options={"a": 2})
+    third = await subscribe(driver, "http://h/2", options={"a": 1, "b": 2})
+    attempts = [(second.id, {"options": {"b": 2, "a": 1}}),
+                (third.id, {"subscriber": "http://h/1"}),
+                (third.id, {"subscriber": "http://h/1", "options": {"a": 2},
+                            "ttl": 10})]
+    for sub_id, changes in attempts:
+        with pytest.raises(Conflict) as raised:
+            await driver.subscriptions.update(P, "q1", sub_id, **changes)
+        assert raised.value.description == DUPLICATE
+    for sub in (first, second, third):
+        assert await driver.subscriptions.get(P, "q1", sub.id) == sub
+    # Into a pair no one holds: fine, and the old pair is free again.
+    await driver.subscriptions.update(P, "q1", third.id, subscriber="http://h/1",
+                                      options={"a": 3})
+    got = await driver.subscriptions.get(P, "q1", third.id)
+    assert (got.subscriber, got.options) == ("http://h/1", {"a": 3})
+    _, new = await driver.subscriptions.create(
+        P, "q1", "http://h/2", ttl=60, options={"b": 2, "a": 1}, secret="")
+    assert new is True
+
+
+async def test_update_options_back_and_forth(driver):
+    sub = await subscribe(driver, options={"a": 1, "b": 2})
+    # Its own options again, keys reordered: not a conflict, stored as given.
+    await driver.subscriptions.update(P, "q1", sub.id, options={"b": 2, "a": 1})
+    assert (await driver.subscriptions.get(P, "q1", sub.id)).options == {"b": 2,
+                                                                          "a": 1}
+    await driver.subscriptions.update(P, "q1", sub.id, options={"a": 9})
+    # The pair it left is free: a create takes it...
+    taker, new = await driver.subscriptions.create(
+        P, "q1", "http://h/1", ttl=60, options={"a": 1, "b": 2}, secret="")
+    assert new is True
+    # ... and going back now conflicts, until the taker is gone.
+    with pytest.raises(Conflict):
+        await driver.subscriptions.update(P, "q1", sub.id, options={"a": 1, "b": 2})
+    await driver.subscriptions.delete(P, "q1", taker.id)
+    await driver.subscriptions.update(P, "q1", sub.id, options={"a": 1, "b": 2})
+    assert (await driver.subscriptions.get(P, "q1", sub.id)).options == {"a": 1,
+                                                                          "b": 2}
+    # {"a": 9} is free again too.
+    _, new = await driver.subscriptions.create(
+        P, "q1", "http://h/1", ttl=60, options={"a": 9}, secret="")
+    assert new is True
+    _, new = await driver.subscriptions.create(
+        P, "q1", "http://h/1", ttl=60, options={"b": 2, "a": 1}, secret="")
+    assert new is False
+
+
+async def test_update_into_an_expired_pair_replaces_it(driver, clock):
+    old = await subscribe(driver, options={"a": 1}, ttl=60)
+    await driver.subscriptions.confirm(P, "q1", old.id, True)
+    sub = await subscribe(driver, options={"a": 2}, ttl=3600)
+    clock.shift(61)
+    await driver.subscriptions.update(P, "q1", sub.id, options={"a": 1})
+    assert (await driver.subscriptions.get(P, "q1", sub.id)).options == {"a": 1}
+    _, new = await driver.subscriptions.create(
+        P, "q1", "http://h/1", ttl=60, options={"a": 1}, secret="")
+    assert new is False
+
+
+async def test_concurrent_updates_into_one_pair_let_one_win(driver):
+    subs = [await subscribe(driver, options={"n": n}) for n in range(4)]
+    results = await asyncio.gather(*[driver.subscriptions.update(
+        P, "q1", sub.id, options={"to": "same"}) for sub in subs],
+        return_exceptions=True)
+    assert sum(r is None for r in results) == 1
+    assert all(isinstance(r, Conflict) for r in results if r is not None)
+    for sub, result in zip(subs, results):
+        got = await driver.subscriptions.get(P, "q1", sub.id)
+        assert got.options == (sub.options if result else {"to": "same"})
 
 
 async def test_update_unknown_raises(driver):

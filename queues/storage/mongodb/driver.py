@@ -63,6 +63,7 @@ TTL_SLACK_SECONDS = 60
 MARKER_INDEX = "queue_marker"
 CLAIM_INDEX = "claim_id"
 SUBSCRIPTION_ORDER_INDEX = "subscription_order"
+SUBSCRIBER_INDEX = "subscriber_options"
 JOB_PENDING_INDEX = "job_pending"
 JOB_LEASED_INDEX = "job_leased"
 ATTEMPT_ORDER_INDEX = "attempt_order"
@@ -93,7 +94,10 @@ INDEXES = {
                    expireAfterSeconds=TTL_SLACK_SECONDS)],
     # Push subscriptions (subscriptions.py) and their outbox (jobs.py).
     "subscriptions": [
-        IndexModel([("p", 1), ("q", 1), ("s", 1)], name="subscriber", unique=True),
+        # Unique by subscriber URI and options (``h``, their options_digest):
+        # several subscriptions may share a URI when their options differ.
+        IndexModel([("p", 1), ("q", 1), ("s", 1), ("h", 1)], name=SUBSCRIBER_INDEX,
+                   unique=True),
         # Listing in creation order; also the post's lookup of a queue's
         # subscriptions (one indexed read, the only cost when there are none).
         IndexModel([("p", 1), ("q", 1), ("cr", 1), ("_id", 1)],
@@ -117,6 +121,11 @@ INDEXES = {
                    expireAfterSeconds=TTL_SLACK_SECONDS),
     ],
 }
+
+# Indexes an earlier version created, dropped at start: ``subscriber`` made
+# (p, q, s) unique, which would still refuse a second subscription of one URI
+# with other options.
+RETIRED_INDEXES = {"subscriptions": ["subscriber"]}
 
 # How long to keep trying to abort a transaction we lost contact with: the
 # server's own transactionLifetimeLimitSeconds default.
@@ -342,7 +351,15 @@ class MongoDriver(Driver):
                     hello.get("setName") or hello.get("msg") == "isdbgrid")
             for name, indexes in INDEXES.items():
                 await self.primary_db[name].create_indexes(indexes)
+            await self._drop_retired_indexes()
             self._ready = True
+
+    async def _drop_retired_indexes(self) -> None:
+        """Drop indexes of earlier versions that contradict ``INDEXES``."""
+        for name, retired in RETIRED_INDEXES.items():
+            coll = self.primary_db[name]
+            for index in set(retired) & set(await coll.index_information()):
+                await coll.drop_index(index)
 
     async def is_alive(self) -> bool:
         try:

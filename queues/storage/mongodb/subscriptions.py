@@ -1,17 +1,18 @@
 """Push subscriptions on MongoDB.
 
-``subscriptions`` ``{_id, p, q, s, t, cr, e, ea, o, c, k, x}``: id (32 hex
-digits), project, queue, subscriber URI, ttl, created, expires (float, the
-clock every query filters on) and ``ea`` (the same instant as a BSON date for
-the TTL index), options as JSON text (kept exactly as written), confirmed,
-secret, disabled.
+``subscriptions`` ``{_id, p, q, s, t, cr, e, ea, o, h, c, k, x}``: id (32
+hex digits), project, queue, subscriber URI, ttl, created, expires (float,
+the clock every query filters on) and ``ea`` (the same instant as a BSON date
+for the TTL index), options as JSON text (kept exactly as written), their
+``options_digest`` ``h``, confirmed, secret, disabled.
 
-Unique by (project, queue, subscriber) through the ``subscriber`` index. That
-index also sees expired documents until the TTL monitor removes them, so an
-expired one standing in the way of a new one is dropped first (with its
-jobs); two creators racing for one subscriber collide on the index and the
-loser reads the winner's. Listings run in creation order, ties broken by id;
-the marker is the id of a page's last item.
+Unique by (project, queue, subscriber, options digest) through the
+``subscriber_options`` index. That index also sees expired documents until
+the TTL monitor removes them, so an expired one standing in the way of a new
+one is dropped first (with its jobs); two creators racing for one pair
+collide on the index and the loser reads the winner's, and an update racing
+into a pair collides likewise (``Conflict``). Listings run in creation
+order, ties broken by id; the marker is the id of a page's last item.
 
 Creation is refused on a standalone server: a post must write the message
 and its delivery jobs in one transaction (see ``jobs.py``).
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from pymongo.errors import DuplicateKeyError
 
 from queues.errors import Conflict, NotSupported, SubscriptionNotFound
-from queues.models import Page, Subscription
+from queues.models import Page, Subscription, options_digest
 from queues.storage.base import SubscriptionStore
 from queues.storage.mongodb.driver import SUBSCRIPTION_ORDER_INDEX, as_date, operation
 from queues.storage.mongodb.outbox import drop_deliveries, drop_subscriptions
@@ -41,7 +42,8 @@ NEEDS_REPLICA_SET = (
     "Subscriptions need a MongoDB replica set or sharded cluster: on a standalone"
     " server a message and its delivery jobs cannot be written atomically.")
 
-# A create loses the race for its subscriber at most a few times in a row.
+# A create loses the race for its (subscriber, options) at most a few times
+# in a row.
 CREATE_ATTEMPTS = 5
 
 
@@ -62,20 +64,22 @@ class MongoSubscriptions(SubscriptionStore):
             raise NotSupported(NEEDS_REPLICA_SET)
         now = driver.clock()
         await self._ensure_queue(project, queue, now)
+        digest = options_digest(options)
         for _ in range(CREATE_ATTEMPTS):
             existing = await driver.subscriptions_coll.find_one(
-                {"p": project, "q": queue, "s": subscriber})
+                {"p": project, "q": queue, "s": subscriber, "h": digest})
             if existing is not None:
                 if existing["e"] > now:
                     if existing["c"]:
                         raise Conflict(DUPLICATE)
                     return to_subscription(existing), False
                 await _drop_expired(driver, existing["_id"], now)
-            doc = _new_document(project, queue, subscriber, ttl, options, secret, now)
+            doc = _new_document(project, queue, subscriber, ttl, options, digest,
+                                secret, now)
             try:
                 await driver.subscriptions_coll.insert_one(doc)
             except DuplicateKeyError:
-                continue  # a racing create took the subscriber: read it
+                continue  # a racing create or update took the pair: read it
             return to_subscription(doc), True
         raise Conflict(DUPLICATE)
 
@@ -122,19 +126,22 @@ class MongoSubscriptions(SubscriptionStore):
         driver = self._driver
         now = driver.clock()
         live = _live(project, queue, subscription_id, now)
-        current = await driver.subscriptions_coll.find_one(live, {"s": 1})
+        current = await driver.subscriptions_coll.find_one(live, {"s": 1, "h": 1})
         if current is None:
             raise SubscriptionNotFound(subscription_id)
         fields: dict[str, Any] = {}
-        if subscriber is not None and subscriber != current["s"]:
-            await self._free_subscriber(project, queue, subscriber, now)
+        if subscriber is not None:
             fields["s"] = subscriber
         if ttl is not None:
             fields.update(t=ttl, e=now + ttl, ea=as_date(now + ttl))
         if options is not None:
-            fields["o"] = json.dumps(options)
+            fields.update(o=json.dumps(options), h=options_digest(options))
         if not fields:
             return
+        held = (current["s"], current.get("h"))
+        wanted = (fields.get("s", held[0]), fields.get("h", held[1]))
+        if wanted != held:
+            await self._free(project, queue, *wanted, now)
         try:
             result = await driver.subscriptions_coll.update_one(live, {"$set": fields})
         except DuplicateKeyError:
@@ -142,12 +149,14 @@ class MongoSubscriptions(SubscriptionStore):
         if result.matched_count == 0:
             raise SubscriptionNotFound(subscription_id)
 
-    async def _free_subscriber(self, project: str, queue: str, subscriber: str,
-                               now: float) -> None:
-        """Conflict if a live subscription of the queue has ``subscriber``;
-        drop an expired one that still holds it in the unique index."""
+    async def _free(self, project: str, queue: str, subscriber: str,
+                    digest: str | None, now: float) -> None:
+        """Conflict if a live subscription of the queue has ``subscriber``
+        and options ``digest``; drop an expired one that still holds the
+        pair in the unique index (the update's write is what settles a race:
+        it collides on the index)."""
         other = await self._driver.subscriptions_coll.find_one(
-            {"p": project, "q": queue, "s": subscriber}, {"e": 1})
+            {"p": project, "q": queue, "s": subscriber, "h": digest}, {"e": 1})
         if other is None:
             return
         if other["e"] > now:
@@ -185,7 +194,8 @@ class MongoSubscriptions(SubscriptionStore):
 async def _drop_expired(driver: MongoDriver, subscription_id: str, now: float
                         ) -> None:
     """Drop an expired subscription (and what hangs on it) that still holds
-    its subscriber URI in the unique index. Expired ones never come back."""
+    its (subscriber URI, options) in the unique index. Expired ones never
+    come back."""
     result = await driver.subscriptions_coll.delete_one(
         {"_id": subscription_id, "e": {"$lte": now}})
     if result.deleted_count:
@@ -198,8 +208,9 @@ def _live(project: str, queue: str, subscription_id: str, now: float
 
 
 def _new_document(project: str, queue: str, subscriber: str, ttl: int,
-                  options: dict[str, Any], secret: str, now: float
+                  options: dict[str, Any], digest: str, secret: str, now: float
                   ) -> dict[str, Any]:
     return {"_id": uuid.uuid4().hex, "p": project, "q": queue, "s": subscriber,
             "t": ttl, "cr": now, "e": now + ttl, "ea": as_date(now + ttl),
-            "o": json.dumps(options), "c": False, "k": secret, "x": False}
+            "o": json.dumps(options), "h": digest, "c": False, "k": secret,
+            "x": False}

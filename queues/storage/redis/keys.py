@@ -22,7 +22,8 @@ are the project, queue name and subscription id, escaped so that
     <ns>:q:{<p>/<q>}:claim_expiry  ZSET  claim id -> expires
     <ns>:q:{<p>/<q>}:generation    STRING signed-URL generation; outlives the queue
     <ns>:q:{<p>/<q>}:subscriptions ZSET  subscription id -> created (listing order)
-    <ns>:q:{<p>/<q>}:subscribers   HASH  subscriber URI -> subscription id (uniqueness)
+    <ns>:q:{<p>/<q>}:subscribers   HASH  subscriber_field(subscriber URI, options
+                                         digest) -> subscription id (uniqueness)
     <ns>:q:{<p>/<q>}:targets       ZSET  id -> expires of the enabled subscriptions
                                          (what a post fans out to); these three
                                          outlive the queue, as Zaqar's do
@@ -35,7 +36,7 @@ are the project, queue name and subscription id, escaped so that
                                          (EXPIREs a minute after the window)
     <ns>:s:{<id>}:info             HASH  one subscription: project, queue, subscriber,
                                          ttl, created, expires, options, confirmed,
-                                         secret, disabled
+                                         secret, disabled, digest (options_digest)
     <ns>:s:{<id>}:due              ZSET  job id -> due: its waiting jobs
     <ns>:s:{<id>}:leased           ZSET  job id -> lease_expires: its leased jobs (the
                                          next lease moves ended ones back to due)
@@ -58,8 +59,12 @@ record), so they derive those ``<ns>:s:{<id>}:*`` keys themselves from
 ``Keys.subscription_prefix`` (outbox.lua ``sub_keys``, mirroring
 ``Keys.subscription``). Subscription ids are 32 hex digits minted by the
 driver, on which ``escape`` is the identity, so both sides build the same
-names. Those scripts touch keys of several slots: Redis Cluster is not
-supported (DLQ moves and queue creation already span two tags).
+names. Likewise the subscription scripts build the fields of a queue's
+``subscribers`` hash with outbox.lua ``subscriber_field``, mirroring
+``subscriber_field`` here: an update may change the URI or the options
+alone, and only the script sees the stored other half. Those scripts touch
+keys of several slots: Redis Cluster is not supported (DLQ moves and queue
+creation already span two tags).
 """
 
 from __future__ import annotations
@@ -86,6 +91,13 @@ def escape(text: str) -> str:
 
 def unescape(text: str) -> str:
     return urllib.parse.unquote(text)
+
+
+def subscriber_field(subscriber: str, digest: str) -> str:
+    """The field of a queue's ``subscribers`` hash that a subscription holds:
+    subscriptions are unique by (subscriber URI, options digest) per queue.
+    The digest has a fixed length, so the pair reads back unambiguously."""
+    return f"{subscriber} {digest}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

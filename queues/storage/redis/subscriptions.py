@@ -1,15 +1,17 @@
 """Push subscriptions on Redis.
 
 A subscription is one hash (``<ns>:s:{<id>}:info``); its queue indexes it in
-three keys that outlive the queue (creation order, subscriber URI -> id, and
-the enabled ``targets`` a post fans out to). Every change is one script,
-except ``disable``, which first reads the subscription's (immutable) project
-and queue to name the index keys, and the sweeper's ``reap``, likewise.
+three keys that outlive the queue (creation order, (subscriber URI, options
+digest) -> id for uniqueness, and the enabled ``targets`` a post fans out
+to). Every change is one script, which checks and moves the uniqueness
+entry in the same call, except ``disable``, which first reads the
+subscription's (immutable) project and queue to name the index keys, and
+the sweeper's ``reap``, likewise.
 
 Expired subscriptions are invisible at once (every read compares
 ``expires`` with the driver's clock); one that stands in the way of a new
-subscriber URI is dropped with its jobs by the script that needs the URI,
-and the rest by the driver's background sweep (``reap``).
+(subscriber URI, options) pair is dropped with its jobs by the script that
+needs the pair, and the rest by the driver's background sweep (``reap``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from queues.errors import Conflict, SubscriptionNotFound
-from queues.models import Page, Subscription
+from queues.models import Page, Subscription, options_digest
 from queues.storage.base import SubscriptionStore
 
 if TYPE_CHECKING:
@@ -69,7 +71,7 @@ class RedisSubscriptions(SubscriptionStore):
                   + self._keys.subscription(created.id).keys),
             args=[now, queue, keys.member, project, created.id, subscriber, ttl,
                   created.expires, json.dumps(options), secret,
-                  self._keys.subscription_prefix]))
+                  self._keys.subscription_prefix, options_digest(options)]))
         if reply[0] == b"conflict":
             raise Conflict(DUPLICATE)
         if reply[0] == b"existing":
@@ -108,6 +110,7 @@ class RedisSubscriptions(SubscriptionStore):
                   subscriber or "", "" if ttl is None else ttl,
                   0 if ttl is None else now + ttl,
                   "" if options is None else json.dumps(options),
+                  "" if options is None else options_digest(options),
                   self._keys.subscription_prefix]))
         if done == -1:
             raise Conflict(DUPLICATE)

@@ -93,7 +93,8 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     confirmed INTEGER NOT NULL DEFAULT 0,
     secret TEXT NOT NULL DEFAULT '',
     disabled INTEGER NOT NULL DEFAULT 0,
-    UNIQUE (project, queue, subscriber)
+    digest TEXT NOT NULL,
+    UNIQUE (project, queue, subscriber, digest)
 );
 CREATE INDEX IF NOT EXISTS subscriptions_expires ON subscriptions (expires);
 CREATE TABLE IF NOT EXISTS jobs (

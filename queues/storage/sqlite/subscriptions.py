@@ -1,10 +1,14 @@
 """Push subscriptions on SQLite.
 
-Unique by (project, queue, subscriber). Expired rows are invisible at once
-(every query filters on ``expires``); an expired row that stands in the way
-of a new one is dropped in the same transaction, and the rest are collected
-with their jobs by the driver's periodic clean-up. Listings run in creation
-order, ties broken by id; the marker is the id of a page's last item.
+Unique by (project, queue, subscriber, digest), ``digest`` being
+``options_digest`` of the options (a column beside them, not a field of the
+model). Creates and updates check it inside their ``BEGIN IMMEDIATE``
+transaction, with the table's UNIQUE constraint behind them. Expired rows
+are invisible at once (every query filters on ``expires``); an expired row
+that stands in the way of a new one is dropped in the same transaction, and
+the rest are collected with their jobs by the driver's periodic clean-up.
+Listings run in creation order, ties broken by id; the marker is the id of
+a page's last item.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import uuid
 from typing import Any, Sequence
 
 from queues.errors import Conflict, SubscriptionNotFound
-from queues.models import Page, Subscription
+from queues.models import Page, Subscription, options_digest
 from queues.storage.base import SubscriptionStore
 from queues.storage.sqlite.driver import (
     Database, drop_subscriptions, ensure_queue, transaction,
@@ -41,7 +45,8 @@ class SqliteSubscriptions(SubscriptionStore):
     async def create(self, project: str, queue: str, subscriber: str, *, ttl: int,
                      options: dict[str, Any], secret: str) -> tuple[Subscription, bool]:
         return await self._db.run(_create, project, queue, subscriber, ttl,
-                                  json.dumps(options), secret)
+                                  json.dumps(options), options_digest(options),
+                                  secret)
 
     async def get(self, project: str, queue: str, subscription_id: str) -> Subscription:
         found = await self._db.run(_get, project, queue, subscription_id)
@@ -56,8 +61,10 @@ class SqliteSubscriptions(SubscriptionStore):
     async def update(self, project: str, queue: str, subscription_id: str, *,
                      subscriber: str | None = None, ttl: int | None = None,
                      options: dict[str, Any] | None = None) -> None:
+        stored = None if options is None else (json.dumps(options),
+                                               options_digest(options))
         await self._db.run(_update, project, queue, subscription_id, subscriber, ttl,
-                           None if options is None else json.dumps(options))
+                           stored)
 
     async def confirm(self, project: str, queue: str, subscription_id: str,
                       confirmed: bool) -> None:
@@ -73,20 +80,21 @@ class SqliteSubscriptions(SubscriptionStore):
         await self._db.run(_purge, project, queue)
 
 
-def _by_subscriber(conn: sqlite3.Connection, project: str, queue: str,
-                   subscriber: str) -> tuple | None:
-    """The row holding (project, queue, subscriber), live or expired."""
+def _holder(conn: sqlite3.Connection, project: str, queue: str, subscriber: str,
+            digest: str) -> tuple | None:
+    """The row holding (project, queue, subscriber, digest), live or expired."""
     return conn.execute(
         f"SELECT {COLUMNS} FROM subscriptions WHERE project = ? AND queue = ?"
-        " AND subscriber = ?", (project, queue, subscriber)).fetchone()
+        " AND subscriber = ? AND digest = ?",
+        (project, queue, subscriber, digest)).fetchone()
 
 
 def _create(conn: sqlite3.Connection, now: float, project: str, queue: str,
-            subscriber: str, ttl: int, options: str,
+            subscriber: str, ttl: int, options: str, digest: str,
             secret: str) -> tuple[Subscription, bool]:
     with transaction(conn):
         ensure_queue(conn, now, project, queue)
-        row = _by_subscriber(conn, project, queue, subscriber)
+        row = _holder(conn, project, queue, subscriber, digest)
         if row is not None:
             existing = to_subscription(row)
             if existing.expires > now:
@@ -97,9 +105,10 @@ def _create(conn: sqlite3.Connection, now: float, project: str, queue: str,
         created = Subscription(uuid.uuid4().hex, project, queue, subscriber, ttl, now,
                                now + ttl, json.loads(options), False, secret, False)
         conn.execute(
-            f"INSERT INTO subscriptions ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO subscriptions ({COLUMNS}, digest)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (created.id, project, queue, subscriber, ttl, now, now + ttl, options,
-             0, secret, 0))
+             0, secret, 0, digest))
     return created, True
 
 
@@ -133,30 +142,45 @@ def _list(conn: sqlite3.Connection, now: float, project: str, queue: str,
 
 def _update(conn: sqlite3.Connection, now: float, project: str, queue: str,
             subscription_id: str, subscriber: str | None, ttl: int | None,
-            options: str | None) -> None:
+            options: tuple[str, str] | None) -> None:
+    """``options`` is (JSON, digest) when they change."""
     with transaction(conn):
-        current = _get(conn, now, project, queue, subscription_id)
+        current = conn.execute(
+            "SELECT subscriber, digest FROM subscriptions WHERE id = ?"
+            " AND project = ? AND queue = ? AND expires > ?",
+            (subscription_id, project, queue, now)).fetchone()
         if current is None:
             raise SubscriptionNotFound(subscription_id)
         sets: list[str] = []
         args: list[Any] = []
-        if subscriber is not None and subscriber != current.subscriber:
-            other = _by_subscriber(conn, project, queue, subscriber)
-            if other is not None:
-                if other[6] > now:
-                    raise Conflict(DUPLICATE)
-                drop_subscriptions(conn, [other[0]])
+        if subscriber is not None:
             sets.append("subscriber = ?")
             args.append(subscriber)
         if ttl is not None:
             sets.append("ttl = ?, expires = ?")
             args += [ttl, now + ttl]
         if options is not None:
-            sets.append("options = ?")
-            args.append(options)
+            sets.append("options = ?, digest = ?")
+            args += list(options)
+        wanted = (current[0] if subscriber is None else subscriber,
+                  current[1] if options is None else options[1])
+        if wanted != tuple(current):
+            _free(conn, now, project, queue, *wanted)
         if sets:
             conn.execute(f"UPDATE subscriptions SET {', '.join(sets)} WHERE id = ?",
                          [*args, subscription_id])
+
+
+def _free(conn: sqlite3.Connection, now: float, project: str, queue: str,
+          subscriber: str, digest: str) -> None:
+    """Make (subscriber, digest) available to an update: ``Conflict`` if a
+    live subscription holds it, an expired holder is dropped."""
+    other = _holder(conn, project, queue, subscriber, digest)
+    if other is None:
+        return
+    if to_subscription(other).expires > now:
+        raise Conflict(DUPLICATE)
+    drop_subscriptions(conn, [other[0]])
 
 
 def _confirm(conn: sqlite3.Connection, now: float, project: str, queue: str,

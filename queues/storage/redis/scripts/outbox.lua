@@ -95,12 +95,21 @@ local function drop_jobs(O, key)
   end
 end
 
+-- keys.py subscriber_field(): the field of the queue's subscribers hash
+-- (uniqueness) held by a subscription with this URI and options digest.
+local function subscriber_field(subscriber, digest)
+  return subscriber .. ' ' .. digest
+end
+
 -- Delete a subscription with its jobs (dead letters included), breaker and
 -- delivery log. I must be the index of the subscription's own queue.
 local function drop_subscription(O, I, S, id)
-  local subscriber = redis.call('HGET', S.info, 'subscriber')
-  if subscriber and redis.call('HGET', I.subscribers, subscriber) == id then
-    redis.call('HDEL', I.subscribers, subscriber)
+  local held = redis.call('HMGET', S.info, 'subscriber', 'digest')
+  if held[1] then
+    local field = subscriber_field(held[1], held[2] or '')
+    if redis.call('HGET', I.subscribers, field) == id then
+      redis.call('HDEL', I.subscribers, field)
+    end
   end
   for _, key in ipairs({S.due, S.leased, S.dead}) do
     drop_jobs(O, key)
