@@ -191,7 +191,7 @@ def measure(run: Run, target: Target, name: str, scenario: Scenario,
         info["free_before"] = stats["free"]
 
     server_pids = target.server.pids()
-    workers = [p for p in server_pids if p != target.server.process.pid]
+    workers = target.server.http_workers()
     redis_pids = run.redis.pids() if (run.redis and target.store == "redis") else []
     other_pids = [p for p in run.own_pids() if p not in server_pids and p not in redis_pids]
     snap = lambda: (cpu.process_cpu_s(server_pids), cpu.process_cpu_s(redis_pids),  # noqa: E731

@@ -35,6 +35,15 @@ PEER_DIR = pathlib.Path(os.environ.get("BENCH_PEER_DIR", "/work/shared/peer"))
 ZAQAR_VENV = pathlib.Path(os.environ.get("BENCH_ZAQAR_VENV", "/tmp/zaqar-venv"))
 
 
+def _is_dispatcher(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    return b"queues.cli" in argv and b"dispatch" in argv
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -62,6 +71,12 @@ class Managed:
     def pids(self) -> list[int]:
         """The process and its descendants (gunicorn master + workers)."""
         return cpu.children(self.process.pid)
+
+    def http_workers(self) -> list[int]:
+        """The processes that answer HTTP: every descendant but the master
+        and Mailslot's dispatcher (which ``mailslot serve`` also starts)."""
+        return [pid for pid in self.pids()
+                if pid != self.process.pid and not _is_dispatcher(pid)]
 
     def _check_alive(self) -> None:
         if self.process.poll() is not None:
