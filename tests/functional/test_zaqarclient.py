@@ -380,8 +380,13 @@ def test_subscriptions(cli, http, project):
     # The client reads the subscription back after creating it.
     assert (sub.subscriber, sub.ttl, sub.confirmed) == (hook, 3600, False)
     assert sub.options == {"post_headers": {"X-Team": "ops"}}
-    # Creating it again is Zaqar's 201 with the same id (not yet confirmed).
-    assert cli.subscription("orders", subscriber=hook, ttl=3600).id == sub.id
+    # Creating it again is Zaqar's 201 with the same id (not yet confirmed)...
+    assert cli.subscription("orders", subscriber=hook, ttl=3600, options={
+        "post_headers": {"X-Team": "ops"}}).id == sub.id
+    # ...while other options for the same URL make another subscription.
+    variant = cli.subscription("orders", subscriber=hook, ttl=3600)
+    assert variant.id != sub.id
+    variant.delete()
     other = cli.subscription("orders", subscriber="mailto:ops@example.com")
     assert other.ttl == 60  # the client's default
 
