@@ -170,6 +170,19 @@ class DispatchSettings:
     # and heat+ subscribers name one in
     # options.credentials and get it as X-Auth-Token.
     credentials_file: str = ""
+    # Directory of local workflow definitions (*.yaml) for "workflow:<name>"
+    # subscribers; empty: none.
+    workflows_dir: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class RotationSettings:
+    """``mailslot rotate``: keep VMs supplied with fresh signed URLs."""
+
+    # Directory of credential-rotation templates (*.yaml); empty: none.
+    templates_dir: str = ""
+    # Seconds between two passes over every target.
+    check_interval: float = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,6 +213,7 @@ class Settings:
     api: ApiSettings = ApiSettings()
     signing: SigningSettings = SigningSettings()
     dispatch: DispatchSettings = DispatchSettings()
+    rotation: RotationSettings = RotationSettings()
     smtp: SmtpSettingsSection = SmtpSettingsSection()
     logging: LoggingSettings = LoggingSettings()
 
@@ -344,6 +358,7 @@ _SECTION_CLASSES = {
     "api": ApiSettings,
     "signing": SigningSettings,
     "dispatch": DispatchSettings,
+    "rotation": RotationSettings,
     "smtp": SmtpSettingsSection,
     "logging": LoggingSettings,
 }
