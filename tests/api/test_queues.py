@@ -544,13 +544,24 @@ async def test_patch_over_65536_bytes_is_400(client):
     assert result.json["title"] == "Invalid request body"
 
 
-async def test_patch_missing_queue_is_404(client, project):
+async def test_patch_creates_a_missing_queue(client):
+    """Queues are lazy (GET of a missing one answers its defaults), so a PATCH
+    creates it: python-zaqarclient's ``queue(name, auto_create=False)
+    .metadata(new_meta=...)``, which Heat's OS::Zaqar::Queue calls, depends on
+    it. (Zaqar answers 404 here.)"""
     result = await patch(client, "zzz", [{"op": "add", "path": "/metadata/a",
                                           "value": 1}])
-    assert result.status_code == 404
-    assert result.json == {"title": "Not found",
-                           "description": f"Queue zzz does not exist for project"
-                                          f" {project}"}
+    assert result.status_code == 200
+    assert result.json["a"] == 1
+    assert (await client.head("/v2/queues/zzz")).status_code == 204
+    assert (await client.get("/v2/queues/zzz")).json["a"] == 1
+
+
+async def test_patch_of_a_missing_queue_that_fails_creates_nothing(client):
+    result = await patch(client, "zzz", [{"op": "replace", "path": "/metadata/a",
+                                          "value": 1}])
+    assert result.status_code == 409
+    assert (await client.head("/v2/queues/zzz")).status_code == 404
 
 
 async def test_patch_python_zaqarclient_style_update(client):

@@ -9,7 +9,7 @@ import falcon
 from queues.api import body, metadata, params, views
 from queues.api.body import json_response
 from queues.api.resources.base import Resource
-from queues.errors import InvalidBody, InvalidInput, UnsupportedMediaType
+from queues.errors import InvalidBody, InvalidInput, QueueNotFound, UnsupportedMediaType
 
 _LIST_PARAMS = {"marker": str, "limit": int, "detailed": bool, "name": str,
                 "with_count": bool}
@@ -95,14 +95,22 @@ class QueueItem(Resource):
         if not raw.strip():
             raise InvalidBody("PATCH body could not be empty for update.")
         changes = metadata.parse_patch(body.parse(raw))
-        stored = await self.ctx.storage.queues.get_metadata(project, queue_name)
+        store = self.ctx.storage.queues
+        try:
+            stored, exists = await store.get_metadata(project, queue_name), True
+        except QueueNotFound:
+            stored, exists = {}, False
         reserved = set(metadata.reserved_defaults(limits))
         updated = metadata.apply_patch(stored, changes, reserved)
         try:
             metadata.validate(updated, limits)
         except InvalidInput as ex:
             raise InvalidBody(ex.description) from None
-        await self.ctx.storage.queues.set_metadata(project, queue_name, updated)
+        # Queues are lazy: a GET of a missing one answers its defaults, and
+        # python-zaqarclient (so Heat's OS::Zaqar::Queue) patches that view.
+        # Zaqar answers 404 there; creating the queue is what clients expect.
+        if exists or not await store.create(project, queue_name, updated):
+            await store.set_metadata(project, queue_name, updated)
         self.ctx.metadata.forget(project, queue_name)
         json_response(resp, metadata.with_defaults(updated, limits))
 
