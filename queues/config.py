@@ -183,6 +183,8 @@ class RotationSettings:
     templates_dir: str = ""
     # Seconds between two passes over every target.
     check_interval: float = 5.0
+    # Seconds a missed-pickup alert stays on a template's alerts_queue.
+    alert_ttl: int = 86400
 
 
 @dataclasses.dataclass(frozen=True)
