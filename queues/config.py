@@ -82,7 +82,7 @@ class TransportSettings:
     default_subscription_ttl: int = 3600
     subscriber_types: tuple[str, ...] = (
         "http", "https", "mailto", "trust+http", "trust+https",
-        "mistral+http", "mistral+https", "heat+http", "heat+https",
+        "mistral+http", "mistral+https", "heat+http", "heat+https", "workflow",
     )
     client_id_uuid_safe: str = "strict"
     min_length_client_id: int = 10

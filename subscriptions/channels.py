@@ -5,7 +5,9 @@ without ``trust+``, carrying the named server-side credential as
 ``X-Auth-Token`` (Zaqar's trust subscribers, without Keystone). ``mailto``:
 SMTP. ``mistral+http(s)``: start a workflow execution (``mistral``);
 ``heat+http(s)``: heal or signal a stack resource (``heat``), both with the
-named credential, if any, as ``X-Auth-Token``. Anything else is a final
+named credential, if any, as ``X-Auth-Token``. ``workflow:<name>``: run a
+local workflow of HTTP steps (``workflow_run``) with that credential on
+every step. Anything else is a final
 ``invalid_request`` (the API refuses such subscribers, so this only meets
 rows written by something else).
 """
@@ -19,7 +21,7 @@ import ssl
 import httpx
 
 from queues.models import DeliveryJob, Subscription
-from subscriptions import heat, mailto, mistral, webhook
+from subscriptions import heat, mailto, mistral, webhook, workflow_run
 from subscriptions import result as r
 from subscriptions.apicall import Endpoint, base_url
 from subscriptions.cooldown import Cooldowns
@@ -27,6 +29,8 @@ from subscriptions.credentials import OPTION as CREDENTIAL_OPTION
 from subscriptions.credentials import Credentials
 from subscriptions.errors import InvalidSubscriberOptions
 from subscriptions.result import DeliveryResult
+from subscriptions.workflows import SCHEME as WORKFLOW_SCHEME
+from subscriptions.workflows import Workflows
 
 # A token sent as X-Auth-Token: visible ASCII only (checked without echoing it).
 _HEADER_TOKEN = re.compile(r"[\x21-\x7e]+")
@@ -39,19 +43,23 @@ class Limits:
 
 
 class Channels:
-    """Everything a delivery needs besides the job: clients, secrets and the
-    Heat cooldowns of this dispatcher process."""
+    """Everything a delivery needs besides the job: clients, secrets, the
+    local workflows and the Heat cooldowns of this dispatcher process."""
 
     def __init__(self, client: httpx.AsyncClient, smtp: mailto.SmtpSettings,
                  credentials: Credentials, limits: Limits = Limits(),
                  smtp_ssl: ssl.SSLContext | None = None,
-                 cooldowns: Cooldowns | None = None) -> None:
+                 cooldowns: Cooldowns | None = None,
+                 workflows: Workflows | None = None) -> None:
         self._client = client
         self._smtp = smtp
         self._credentials = credentials
         self._limits = limits
         self._smtp_ssl = smtp_ssl
         self._heat = heat.HeatActions(cooldowns)
+        self._workflows = workflows if workflows is not None else Workflows()
+        self._runtime = workflow_run.Runtime(client, credentials,
+                                             limits.max_response_bytes, limits.deadline)
 
     async def deliver(self, subscription: Subscription, job: DeliveryJob,
                       now: float) -> DeliveryResult:
@@ -74,6 +82,9 @@ class Channels:
             if isinstance(endpoint, DeliveryResult):
                 return endpoint
             return await self._heat.deliver(endpoint, subscription, job, now)
+        if scheme == WORKFLOW_SCHEME:
+            return await workflow_run.deliver(self._runtime, self._workflows,
+                                              subscription, job)
         return DeliveryResult(error=r.INVALID_REQUEST,
                               detail=f"unsupported subscriber scheme {scheme!r}")
 

@@ -15,6 +15,7 @@ from subscriptions.dispatcher import Dispatcher
 from subscriptions.http import make_client
 from subscriptions.mailto import SmtpSettings
 from subscriptions.ssrf import Guard, SsrfPolicy
+from subscriptions.workflows import load_workflows
 
 LOG = logging.getLogger("mailslot.dispatch")
 
@@ -37,6 +38,7 @@ def check(settings: Settings) -> None:
     """Fail fast on unusable dispatch settings (raises ``ConfigError``)."""
     guard_for(settings)
     load_credentials(settings.dispatch.credentials_file)
+    load_workflows(settings.dispatch.workflows_dir)
 
 
 async def serve(settings: Settings, storage: Driver, stop: asyncio.Event) -> None:
@@ -47,7 +49,8 @@ async def serve(settings: Settings, storage: Driver, stop: asyncio.Event) -> Non
                          max_connections=dispatch.concurrency)
     channels = Channels(client, smtp_settings(settings),
                         load_credentials(dispatch.credentials_file),
-                        Limits(dispatch.max_response_bytes, dispatch.delivery_deadline))
+                        Limits(dispatch.max_response_bytes, dispatch.delivery_deadline),
+                        workflows=load_workflows(dispatch.workflows_dir))
     dispatcher = Dispatcher(storage, dispatch, channels)
     LOG.info("dispatcher started (concurrency %d)", dispatch.concurrency)
     try:

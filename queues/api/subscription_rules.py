@@ -10,10 +10,13 @@ Mailslot's, because the dispatcher will act on what is stored here:
 ``post_headers`` must make valid headers and ``post_data`` be a string; an
 http(s) or trust+ subscriber is checked by the SSRF guard (scheme, port and
 IP literals only: host names are resolved at delivery time); a ``mailto:``
-subscriber must parse; ``mistral+``/``heat+`` options are checked by
-``subscriptions.actions``; a trust+ subscriber names a configured credential
-in ``options.credentials`` (mistral+/heat+ ones may; no other subscriber may,
-so a token cannot be sent to a plain webhook by mistake).
+subscriber must parse; ``mistral+``/``heat+``/``workflow:`` options are
+checked by ``subscriptions.actions`` (a ``workflow:<name>`` must name a
+workflow in ``dispatch.workflows_dir``, and every step URL passes the SSRF
+guard); a trust+ subscriber names a configured credential in
+``options.credentials`` (mistral+/heat+/workflow: ones may, and the credential
+must be bound to every URL they call; no other subscriber may, so a token
+cannot be sent to a plain webhook by mistake).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from subscriptions.errors import BlockedDestination
 from subscriptions.retry import RETRY_POLICY, parse_retry_policy
 from subscriptions.service import guard_for
 from subscriptions.ssrf import Guard
+from subscriptions.workflows import Workflows, load_workflows
 
 MIN_TTL = 60
 WEBHOOK_SCHEMES = ("http", "https", "trust+http", "trust+https")
@@ -51,16 +55,19 @@ def scheme_of(subscriber: str) -> str:
 
 
 class SubscriptionRules:
-    """Built once per app: the SSRF guard and the credential names."""
+    """Built once per app: the SSRF guard, the credential names and the
+    local workflows."""
 
-    def __init__(self, settings: Settings, credentials: Credentials | None = None
-                 ) -> None:
+    def __init__(self, settings: Settings, credentials: Credentials | None = None,
+                 workflows: Workflows | None = None) -> None:
         self._types = settings.transport.subscriber_types
         self._default_ttl = settings.transport.default_subscription_ttl
         self._https_only = settings.dispatch.https_only
         self._guard: Guard = guard_for(settings)
         self._credentials = (credentials if credentials is not None
                              else load_credentials(settings.dispatch.credentials_file))
+        self._workflows = (workflows if workflows is not None
+                           else load_workflows(settings.dispatch.workflows_dir))
 
     def for_create(self, document: Any, now: float, project: str) -> Changes:
         """A POST body; raises ``InvalidInput`` with Zaqar's messages."""
@@ -110,8 +117,9 @@ class SubscriptionRules:
         if scheme in WEBHOOK_SCHEMES:
             self._check_url(webhook.target_url(subscriber))
         elif actions.is_action_subscriber(subscriber):
-            actions.validate_subscriber_options(subscriber, options)
-            self._check_url(actions.target_url(subscriber) or "")
+            actions.validate_subscriber_options(subscriber, options, self._workflows)
+            for url in actions.target_urls(subscriber, options, self._workflows):
+                self._check_url(url)
         elif scheme == "mailto":
             try:
                 mailto.parse_mailto(subscriber)
@@ -131,9 +139,10 @@ class SubscriptionRules:
 
     def _check_credential(self, subscriber: str, scheme: str,
                           options: dict[str, Any], project: str) -> None:
-        """trust+ subscribers must name a configured credential; mistral+ and
-        heat+ ones may; no other subscriber may (a token must never go to a
-        plain webhook or a mailbox)."""
+        """trust+ subscribers must name a configured credential; mistral+,
+        heat+ and workflow: ones may (bound to every URL they call); no other
+        subscriber may (a token must never go to a plain webhook or a
+        mailbox)."""
         name = options.get(CREDENTIAL_OPTION)
         required = scheme.startswith("trust+")
         if not (required or actions.is_action_subscriber(subscriber)):
@@ -147,9 +156,11 @@ class SubscriptionRules:
                     f"A {scheme} subscriber needs options.{CREDENTIAL_OPTION}: the"
                     " name of a credential configured on the server.")
             return
-        destination = (webhook.target_url(subscriber) if required
-                       else actions.target_url(subscriber) or "")
-        if self._credentials.token_for(name, destination, project) is None:
+        destinations = ([webhook.target_url(subscriber)] if required else
+                        actions.target_urls(subscriber, options, self._workflows))
+        if not destinations or any(
+                self._credentials.token_for(name, url, project) is None
+                for url in destinations):
             raise InvalidInput(f"options.{CREDENTIAL_OPTION} names no credential"
                                " configured on the server for this destination"
                                " and project.")

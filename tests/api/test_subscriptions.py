@@ -464,6 +464,43 @@ async def test_action_subscribers_are_validated_at_creation(subs):
     assert len((await subs.api.get(SUBS)).json["subscriptions"]) == 2
 
 
+WORKFLOWS_DIR = pathlib.Path(__file__).parents[2] / "etc" / "workflows"
+HEAL_PARAMS = {"heat": "https://orchestration.example.com:8004/v1/tenant1",
+               "stack": "member/abc", "root_stack": "root/def"}
+
+
+@pytest.mark.skipif("workflow" not in load_settings(env={}).transport.subscriber_types,
+                    reason="workflow: subscribers are not configured")
+async def test_workflow_subscribers_are_validated_at_creation(make_subs):
+    subs = make_subs(workflows_dir=str(WORKFLOWS_DIR))
+    await subs.create("workflow:autoheal",
+                      options={"params": HEAL_PARAMS, "credentials": "ops"})
+    for subscriber, options, description in [
+        ("workflow:nope", {"params": HEAL_PARAMS},
+         "Workflow 'nope' is not defined on this server."),
+        ("workflow:autoheal", {"params": {"heat": HEAL_PARAMS["heat"]}},
+         "Workflow 'autoheal' needs options.params: root_stack, stack."),
+        ("workflow:autoheal", {"params": dict(HEAL_PARAMS, heat="https://10.0.0.1/v1")},
+         "Destination 10.0.0.1 is not allowed: private."),
+        ("workflow:autoheal", {"params": dict(HEAL_PARAMS, heat="https://x.example/v1"),
+                               "credentials": "ops"},
+         "options.credentials names no credential configured on the server"
+         " for this destination and project."),
+    ]:
+        result = await subs.create_raw(subscriber=subscriber, options=options)
+        assert_error(result, 400, BAD_REQUEST, description)
+    assert len((await subs.api.get(SUBS)).json["subscriptions"]) == 1
+
+
+async def test_without_a_workflows_dir_no_workflow_exists(subs):
+    if "workflow" not in subs.settings.transport.subscriber_types:
+        pytest.skip("workflow: subscribers are not configured")
+    result = await subs.create_raw(subscriber="workflow:autoheal",
+                                   options={"params": HEAL_PARAMS})
+    assert_error(result, 400, BAD_REQUEST,
+                 "Workflow 'autoheal' is not defined on this server.")
+
+
 # --- list --------------------------------------------------------------------------
 
 async def test_list_pages_with_marker_and_links(subs):

@@ -7,7 +7,7 @@ import sys
 
 MODULES = ["actions", "apicall", "classify", "cooldown", "errors", "heat", "http",
            "mailto", "mistral", "options", "payload", "result", "retry", "ssrf",
-           "webhook"]
+           "webhook", "workflow_render", "workflow_run", "workflow_spec", "workflows"]
 
 
 def imported_after(statement: str) -> set[str]:
