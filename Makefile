@@ -9,7 +9,7 @@ PIP := $(VENV)/bin/pip
 PYTEST_ARGS ?=
 SECANTUS_VERSION := 0.7.0b3
 
-.PHONY: serve test install install-test test-deps bench clean
+.PHONY: serve test install install-test test-deps bench autoheal clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ test: install-test test-deps
 bench: install-test
 	$(PY) -m bench
 	$(PY) -m bench.delivery
+
+## The auto-heal loop on one machine (examples/autoheal): alarm -> workflow -> Heat.
+autoheal: install-test
+	$(PY) -m examples.autoheal.run
 
 clean:
 	rm -rf $(VENV) $(MONGO_VENV) build *.egg-info
