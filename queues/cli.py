@@ -221,5 +221,151 @@ def revoke(config_path, jti, project, queue) -> None:
     click.echo(message)
 
 
+# --- credential rotation -----------------------------------------------------
+
+CONFIG_OPTION = click.option("--config", "config_path", type=click.Path(dir_okay=False),
+                             envvar="MAILSLOT_CONFIG", help="YAML settings file.")
+TEMPLATES_OPTION = click.option("--templates", "templates_dir",
+                                type=click.Path(file_okay=False),
+                                help="Template directory (default: "
+                                "rotation.templates_dir).")
+URL_OPTION = click.option("--url", "base_url", help="Base URL of the API in the "
+                          "documents (default: signing.public_url).")
+
+
+def _rotation_setup(obj: dict, config_path: str | None, templates_dir: str | None):
+    """Settings and targets, sub-command options over the group's."""
+    from queues.rotation import service
+
+    settings = _settings_or_exit(config_path or obj.get("config_path"))
+    try:
+        targets = service.load_targets(settings,
+                                       templates_dir or obj.get("templates_dir"))
+    except MailslotError as ex:
+        raise click.ClickException(ex.description) from None
+    return settings, targets
+
+
+def _rotation_run(settings, targets, base_url: str | None, action):
+    """Build a checked Rotator, run ``action(rotator, storage)``, close the store."""
+    from queues.rotation import service
+
+    storage = _storage(settings)
+
+    async def main():
+        try:
+            rotator = service.build(settings, storage, targets,
+                                    service.base_url_for(settings, base_url))
+            try:
+                return await action(rotator, storage)
+            finally:
+                await rotator.close()
+        finally:
+            await storage.close()
+
+    return _run(main())
+
+
+@main.group(invoke_without_command=True)
+@CONFIG_OPTION
+@TEMPLATES_OPTION
+@click.option("--once", is_flag=True, help="Run one pass and exit.")
+@click.option("--dry-run", is_flag=True, help="Print what a pass would issue and "
+              "alert, without minting, delivering or writing anything.")
+@URL_OPTION
+@click.pass_context
+def rotate(ctx, config_path, templates_dir, once, dry_run, base_url) -> None:
+    """Keep rotation targets supplied with fresh signed URLs.
+
+    Without a sub-command: a pass every rotation.check_interval seconds until
+    SIGTERM (one with --once): re-issue grants rotate_before seconds before
+    they expire, deliver them, alert on missed pickups.
+    """
+    ctx.obj = {"config_path": config_path, "templates_dir": templates_dir,
+               "base_url": base_url}
+    if ctx.invoked_subcommand is not None:
+        if once or dry_run:
+            raise click.UsageError("--once and --dry-run apply to the daemon only")
+        return
+    settings, targets = _rotation_setup(ctx.obj, None, None)
+    configure_logging(settings)
+    if dry_run:
+        _rotate_dry_run(settings, targets, base_url)
+        return
+    from queues.api.signed import install_log_redaction
+    from queues.rotation import service
+
+    install_log_redaction()
+    report = _rotation_run(settings, targets, base_url, lambda rotator, _: (
+        service.run_until_signalled(rotator, settings.rotation.check_interval, once)))
+    if once:
+        click.echo(f"issued {report.issued}, alerts {report.alerts}, delivery "
+                   f"failures {report.delivery_failures}, errors {report.errors}")
+        if report.errors:
+            sys.exit(1)
+
+
+def _rotate_dry_run(settings, targets, base_url: str | None) -> None:
+    from queues.rotation.ledger import LedgerStore
+    from queues.rotation.status import plan_lines
+
+    async def plan(rotator, storage):
+        return await plan_lines(targets, LedgerStore(storage, time.time),
+                                settings.signing.max_ttl, time.time())
+
+    for line in _rotation_run(settings, targets, base_url, plan):
+        click.echo(line)
+
+
+@rotate.command("status")
+@CONFIG_OPTION
+@TEMPLATES_OPTION
+@click.pass_obj
+def rotate_status(obj, config_path, templates_dir) -> None:
+    """Per target: generation, issued, expires, picked up, next rotation."""
+    from queues.rotation.ledger import LedgerStore
+    from queues.rotation.status import status_lines
+
+    settings, targets = _rotation_setup(obj, config_path, templates_dir)
+    storage = _storage(settings)
+
+    async def lines():
+        try:
+            return await status_lines(targets, LedgerStore(storage, time.time),
+                                      time.time())
+        finally:
+            await storage.close()
+
+    for line in _run(lines()):
+        click.echo(line)
+
+
+@rotate.command("revoke")
+@click.argument("target")
+@CONFIG_OPTION
+@TEMPLATES_OPTION
+@URL_OPTION
+@click.option("--keep-channel", is_flag=True, help="Leave the credentials-queue "
+              "grants alive, so a VM that reads only that queue gets the new "
+              "generation (do not use if those leaked too).")
+@click.pass_obj
+def rotate_revoke(obj, target, config_path, templates_dir, base_url,
+                  keep_channel) -> None:
+    """Revoke every live grant of TARGET now and issue a new generation.
+
+    Every API worker refuses the old grants within
+    signing.revocation_cache_ttl seconds.
+    """
+    settings, targets = _rotation_setup(obj, config_path, templates_dir)
+    configure_logging(settings)
+
+    async def apply(rotator, storage):
+        return await rotator.revoke(target, keep_channel=keep_channel)
+
+    issue = _rotation_run(settings, targets, base_url or obj.get("base_url"), apply)
+    click.echo(f"revoked every live grant of {target}; generation "
+               f"{issue.generation.number} issued and delivered")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -46,6 +46,7 @@ def _status(target: Target, ledger: Ledger, now: float) -> list[str]:
     picked = (f"{when(current.picked_up, now)} [{current.picked_up_by}]"
               if current.picked_up is not None else "not yet")
     next_rotation = current.expires - target.timing.rotate_before
+    live = [_label(g) for g in ledger.generations if g is current or g.is_live(now)]
     return [
         f"{head}: generation {current.number}",
         f"  issued       {when(current.issued_at, now)}",
@@ -55,8 +56,7 @@ def _status(target: Target, ledger: Ledger, now: float) -> list[str]:
         f"  delivered    {', '.join(current.delivered) or '-'}"
         + (f"; failed {', '.join(current.failed)}" if current.failed else ""),
         f"  alerts       {sum(g.alerted for g in ledger.generations)} sent",
-        f"  live         {', '.join(_label(g) for g in ledger.generations
-                                    if g is current or g.is_live(now))}",
+        f"  live         {', '.join(live)}",
     ]
 
 
