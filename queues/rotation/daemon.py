@@ -122,6 +122,10 @@ class Rotator:
             except MailslotError as ex:
                 report.errors += 1
                 LOG.error("target %s: %s", target.name, ex.description)
+            except Exception as ex:  # noqa: BLE001 - a bug must not stop the daemon
+                report.errors += 1
+                LOG.error("target %s: unexpected %s", target.name, type(ex).__name__,
+                          exc_info=True)
         self.totals.add(report)
         return report
 
@@ -154,26 +158,29 @@ class Rotator:
     # -- pickup -------------------------------------------------------------
 
     async def _observe(self, target: Target, report: Report) -> None:
-        async def change(ledger: Ledger) -> str | None:
+        async def change(ledger: Ledger) -> Generation | None:
             current = ledger.current
             if current is None or current.picked_up is not None:
                 return None
             now = self._clock()
             sign = await pickup.observe(self._storage, target, current, now)
-            if sign is not None:
-                current.picked_up, current.picked_up_by = now, sign
-            return sign
+            if sign is None:
+                return None
+            current.picked_up, current.picked_up_by = now, sign
+            return current
 
-        sign = await self._update(target, change)
-        if sign is not None:
+        generation = await self._update(target, change)
+        if generation is not None:
             report.picked_up += 1
-            LOG.info("target %s picked up its generation (%s)", target.name, sign)
+            LOG.info("target %s picked up generation %d (%s)", target.name,
+                     generation.number, generation.picked_up_by)
 
     # -- issue --------------------------------------------------------------
 
     async def _rotate(self, target: Target, report: Report, *,
                       revoke: bool = False, keep_channel: bool = False) -> Issue | None:
         retrying = target.name in self._pending
+        why: list[str] = []
 
         async def change(ledger: Ledger) -> Issue | None:
             now = self._clock()
@@ -181,6 +188,7 @@ class Rotator:
                                                                retrying)
             if reason is None:
                 return None
+            why[:] = [reason]
             if revoke:
                 await self._deny(ledger, now, keep_channel)
             self._note_late(target, ledger, now, report)
@@ -188,12 +196,12 @@ class Rotator:
                                              ledger.current)
             ledger.generations.append(issue.generation)
             ledger.prune(now)
-            LOG.info("target %s: issuing generation %d (%s)", target.name,
-                     issue.generation.number, reason)
             return issue
 
         issue = await self._update(target, change)
         if issue is not None:
+            LOG.info("target %s: generation %d issued (%s)", target.name,
+                     issue.generation.number, why[0])
             report.issued += 1
             self._pending.pop(target.name, None)
             await self._deliver(target, issue, None, report)

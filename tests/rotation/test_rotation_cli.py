@@ -4,7 +4,12 @@ click's runner, on a SQLite store in the test's directory."""
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import yaml
@@ -12,6 +17,8 @@ from click.testing import CliRunner
 
 import signing
 from queues.cli import main
+
+MAILSLOT_BIN = pathlib.Path(sys.executable).parent / "mailslot"
 
 
 @pytest.fixture
@@ -26,8 +33,8 @@ def setup(tmp_path: pathlib.Path, monkeypatch):
         "version": 1, "kind": "credential-rotation", "project": "demo",
         "defaults": {"ttl": 600, "rotate_before": 200, "min_overlap": 50},
         "targets": [{"name": "vm-1", "grants": [{"queue": "events", "ops": ["post"]}],
-                     "deliver": [{"kind": "queue"},
-                                 {"kind": "file", "path": str(tmp_path / "vm-1.json")}]}],
+                     "deliver": [{"kind": "queue"}, {"kind": "file", "path": str(
+                         tmp_path / "vm-1.json")}]}],
     }))
     config = tmp_path / "mailslot.yaml"
     settings = {"storage": {"uri": f"sqlite:///{tmp_path}/m.db"},
@@ -55,7 +62,8 @@ def test_dry_run_once_status_and_revoke(setup):
     assert code == 0, output
     assert "issued 1, alerts 0, delivery failures 0, errors 0" in output
     document = json.loads((tmp_path / "vm-1.json").read_text())
-    assert document["grants"][0]["url"].startswith("https://q.example/v2/queues/events/")
+    assert document["grants"][0]["url"].startswith(
+        "https://q.example/v2/queues/events/")
     assert document["grants"][0]["token"] not in output
 
     code, output = rotate("--config", str(config), "--dry-run")
@@ -102,3 +110,28 @@ def test_mistakes_are_reported_without_a_traceback(setup, tmp_path):
     (bad / "t.yaml").write_text("version: 1\nkind: credential-rotation\ntargets: []\n")
     code, output = rotate("status", "--config", str(config), "--templates", str(bad))
     assert code != 0 and "t.yaml: targets: must not be empty" in output
+
+
+def test_daemon_runs_passes_until_sigterm(setup):
+    """``mailslot rotate`` alone is the daemon; SIGTERM stops it cleanly."""
+    tmp_path, config, _ = setup
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILSLOT_")}
+    process = subprocess.Popen(
+        [str(MAILSLOT_BIN), "rotate", "--config", str(config)], env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 15
+        while not (tmp_path / "vm-1.json").exists():
+            assert process.poll() is None, process.stdout.read().decode()
+            assert time.monotonic() < deadline, "no document written"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=10)[0].decode()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, output
+    assert "rotation stopped" in output and "issued=1" in output
+    document = json.loads((tmp_path / "vm-1.json").read_text())
+    assert document["grants"][0]["token"] not in output
