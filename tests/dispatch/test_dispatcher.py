@@ -18,30 +18,14 @@ from subscriptions import webhook
 from subscriptions.channels import Channels, Limits
 from subscriptions.credentials import Credential, Credentials
 from subscriptions.dispatcher import Dispatcher
-from subscriptions.http import make_client
 from subscriptions.mailto import SmtpSettings
 from tests.storage.helpers import P, post
-from tests.unit.subscriptions.conftest import (  # noqa: F401
-    http_sink, loopback_guard, ok, response,
-)
+from tests.unit.subscriptions.conftest import ok, response
 
 FAST = DispatchSettings(min_poll_interval=0.002, max_poll_interval=0.02,
                         connect_timeout=1.0, read_timeout=1.0, delivery_deadline=2.0,
                         lease_seconds=10.0, breaker_failures=1000)
 NO_WAIT_RETRIES = {"_retry_policy": {"retries_with_no_delay": 3}}
-
-
-@pytest.fixture(autouse=True)
-def _needs_outbox(driver):
-    if not hasattr(driver, "jobs"):
-        pytest.skip("this driver has no subscriptions yet")
-
-
-@pytest.fixture
-async def client():
-    async with make_client(loopback_guard(), connect_timeout=1.0,
-                           read_timeout=1.0) as http:
-        yield http
 
 
 def make_dispatcher(driver: Driver, client, settings: DispatchSettings = FAST,

@@ -10,31 +10,15 @@ import json
 import pytest
 
 from subscriptions.credentials import Credential, Credentials
-from subscriptions.http import make_client
 from tests.dispatch.test_dispatcher import (
     NO_WAIT_RETRIES, make_dispatcher, run_until, subscribe,
 )
 from tests.storage.helpers import post
-from tests.unit.subscriptions.conftest import (  # noqa: F401
-    http_sink, loopback_guard, response,
-)
+from tests.unit.subscriptions.conftest import response
 
 INSTANCE = "body.reason_data.event.traits[?[0]=='instance_id'] | [0][2]"
 MARK = {"mark_unhealthy": True, "resource_status_reason": "Marked by alarm"}
 RESOURCES = "/v1/demo/stacks/member-stack/abc/resources/"
-
-
-@pytest.fixture(autouse=True)
-def _needs_outbox(driver):
-    if not hasattr(driver, "jobs"):
-        pytest.skip("this driver has no subscriptions yet")
-
-
-@pytest.fixture
-async def client():
-    async with make_client(loopback_guard(), connect_timeout=1.0,
-                           read_timeout=1.0) as http:
-        yield http
 
 
 def alarm(instance: str) -> dict:

@@ -9,30 +9,14 @@ import json
 import pytest
 
 from subscriptions.credentials import Credential, Credentials
-from subscriptions.http import make_client
 from subscriptions.payload import delivery_id
 from tests.dispatch.test_dispatcher import (
     NO_WAIT_RETRIES, make_dispatcher, run_until, subscribe,
 )
 from tests.storage.helpers import post
-from tests.unit.subscriptions.conftest import (  # noqa: F401
-    http_sink, loopback_guard, response,
-)
+from tests.unit.subscriptions.conftest import response
 
 WORKFLOW = "3c2bd5b2-7f4e-4b5e-9a3c-1d2e3f405162"
-
-
-@pytest.fixture(autouse=True)
-def _needs_outbox(driver):
-    if not hasattr(driver, "jobs"):
-        pytest.skip("this driver has no subscriptions yet")
-
-
-@pytest.fixture
-async def client():
-    async with make_client(loopback_guard(), connect_timeout=1.0,
-                           read_timeout=1.0) as http:
-        yield http
 
 
 class MistralStandIn:

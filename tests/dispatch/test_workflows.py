@@ -16,15 +16,12 @@ from queues.storage.base import Driver
 from subscriptions.channels import Channels, Limits
 from subscriptions.credentials import Credential, Credentials
 from subscriptions.dispatcher import Dispatcher
-from subscriptions.http import make_client
 from subscriptions.mailto import SmtpSettings
 from subscriptions.workflows import Workflows, load_workflows
 from tests.dispatch.test_dispatcher import FAST, NO_WAIT_RETRIES, run_until, subscribe
 from tests.dispatch.test_heat import MARK, RESOURCES, HeatStandIn, alarm
 from tests.storage.helpers import post
-from tests.unit.subscriptions.conftest import (  # noqa: F401
-    http_sink, loopback_guard, response,
-)
+from tests.unit.subscriptions.conftest import response
 
 EXAMPLES = pathlib.Path(__file__).parents[2] / "etc" / "workflows"
 TOKEN = "tok-wf"
@@ -46,19 +43,6 @@ steps:
     http: {method: POST, url: "{base}/done", json: {}}
     expect: [202]
 """
-
-
-@pytest.fixture(autouse=True)
-def _needs_outbox(driver):
-    if not hasattr(driver, "jobs"):
-        pytest.skip("this driver has no subscriptions yet")
-
-
-@pytest.fixture
-async def client():
-    async with make_client(loopback_guard(), connect_timeout=1.0,
-                           read_timeout=1.0) as http:
-        yield http
 
 
 @pytest.fixture
