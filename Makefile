@@ -40,10 +40,13 @@ test-deps:
 test: install-test test-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-## Benchmarks against the real server over loopback; results in bench/results/.
+## Benchmarks against the real server over loopback; results in bench/results/,
+## then the report docs/benchmarks.md (+ docs/benchmarks/*.png) from the newest ones.
 bench: install-test
+	$(PIP) install -q -e '.[test,bench]'
 	$(PY) -m bench
 	$(PY) -m bench.delivery
+	$(PY) -m bench.report
 
 ## The auto-heal loop on one machine (examples/autoheal): alarm -> workflow -> Heat.
 autoheal: install-test

@@ -35,7 +35,11 @@ setup(
             "redis[hiredis]>=5.0",
             "pymongo>=4.13",
             "aiosmtpd>=1.4",
+            # tests/unit/test_bench_report.py draws the benchmark report's charts
+            "matplotlib>=3.8",
         ],
+        # python -m bench.report: docs/benchmarks.md and its PNG charts
+        "bench": ["matplotlib>=3.8"],
     },
     entry_points={"console_scripts": ["mailslot = queues.cli:main"]},
 )
