@@ -268,26 +268,37 @@ def measure_clean(run: Run, target: Target, name: str, scenario: Scenario,
     cost = run.run_cost(kwargs.get("seconds"))
     run.planned -= cost
     attempts = [_brief(row)]
-    retry = row["foreign_cores"] > args.max_foreign or row.get("ran_dry") or row["lopsided"]
-    # Repeat only if every run still planned keeps its time.
-    if retry and run.slack() > cost + 5:
+    badness = lambda r: (bool(r.get("ran_dry")), r["lopsided"],  # noqa: E731
+                         r["foreign_cores"] > args.max_foreign, r["foreign_cores"])
+    # Repeat (at most MAX_REPEATS times) only while every run still planned
+    # keeps its time. wrk opens all its connections at once and keep-alive
+    # pins each to the uvicorn worker that accepted it, so a run can land
+    # lopsided by chance: that is the load generator, not the server.
+    while _needs_repeat(row, args) and len(attempts) <= MAX_REPEATS:
+        if run.slack() <= cost + 5:
+            run.skipped.append(f"repeat of {target.stack} {name} (time budget)")
+            break
         print(f"   ({_why(row, args.max_foreign)}: repeating)", flush=True)
         time.sleep(2)
         if row.get("ran_dry"):
             args.claim_fill *= 2
         again = measure(run, target, name, scenario, **kwargs)
         attempts.append(_brief(again))
-        badness = lambda r: (bool(r.get("ran_dry")), r["lopsided"],  # noqa: E731
-                             r["foreign_cores"] > args.max_foreign, r["foreign_cores"])
         if badness(again) <= badness(row):
             row = again
-    elif retry:
-        run.skipped.append(f"repeat of {target.stack} {name} (time budget)")
     row["noisy"] = row["foreign_cores"] > args.max_foreign or row["lopsided"]
     row["attempts"] = attempts
     run.rows.append(row)
     print(_line(row), flush=True)
     return row
+
+
+MAX_REPEATS = 2
+
+
+def _needs_repeat(row: dict, args: argparse.Namespace) -> bool:
+    return bool(row["foreign_cores"] > args.max_foreign or row.get("ran_dry")
+                or row["lopsided"])
 
 
 def _why(row: dict, max_foreign: float) -> str:
