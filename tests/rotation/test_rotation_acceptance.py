@@ -91,7 +91,9 @@ class VM:
         grant = newest["grants"][0]
         assert grant["expires"] > now, "the VM holds only expired grants"
         status = await self.env.post_with(grant)
-        self.heartbeats.append((now, newest["generation"], status))
+        # When it was answered: a request answered before the revoke began
+        # must have worked (one in flight meanwhile may be refused).
+        self.heartbeats.append((time.time(), newest["generation"], status))
 
     async def use_old_grants(self, revoked_before: int) -> None:
         """Older generations work until their own expiry, and not after."""
@@ -122,6 +124,7 @@ async def revoke_and_watch(env, vm: VM, state: dict) -> None:
     held = [d["grants"][0] for d in vm.documents.values()]
     held += [d["credentials"] for d in vm.documents.values()]
     before = max(vm.documents)
+    state["revoke_started"] = time.time()
     issue = await env.new_rotator().revoke("vm-a")
     revoked_at = time.time()
     state["revoked_through"] = issue.generation.number - 1
@@ -167,7 +170,7 @@ async def test_rotation_end_to_end(make_env, tmp_path):
     assert (totals.errors, totals.late, totals.delivery_failures) == (0, 0, 0)
     # Until the revoke: every heartbeat with the newest grant worked.
     assert vm.heartbeats and all(status == 201 for at, _, status in vm.heartbeats
-                                 if at < state["revoked_at"])
+                                 if at < state["revoke_started"])
     # After it: only the new generations, and they work.
     after = [(generation, status) for at, generation, status in vm.heartbeats
              if at > state["revoked_at"] + REVOCATION_CACHE_TTL + MARGIN]
