@@ -46,6 +46,7 @@ bench: install-test
 	$(PIP) install -q -e '.[test,bench]'
 	$(PY) -m bench
 	$(PY) -m bench.delivery
+	$(PY) -m bench.zaqar_bench
 	$(PY) -m bench.report
 
 ## The auto-heal loop on one machine (examples/autoheal): alarm -> workflow -> Heat.
