@@ -36,7 +36,7 @@ from bench.server import (HttpServer, MailslotServer, RedisServer, ZaqarServer,
                           ZAQAR_VENV, install_zaqar, zaqar_installed)
 
 RESULTS = pathlib.Path(__file__).parent / "results"
-FLAT_FILL_S = 12      # budget for filling the 100k-message queue (measured 6-10 s)
+FLAT_FILL_S = 60      # budget for filling the 1M-message queue (measured 20-48 s)
 STACK_START_S = 8     # budget for starting a store's servers
 PROJECT = "bench"
 
@@ -513,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--claim-fill", type=int, default=20000,
                         help="messages before the claim warm-up (topped up after it)")
     parser.add_argument("--list-fill", type=int, default=5000)
-    parser.add_argument("--flat-depth", type=int, default=100000)
+    parser.add_argument("--flat-depth", type=int, default=1000000)
     parser.add_argument("--cycle-depth", type=int, default=2000)
     parser.add_argument("--flat-seconds", type=int, default=5,
                         help="measured seconds of each flat-cost run (4 per pair, ABBA)")
