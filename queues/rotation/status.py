@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import urllib.parse
+from typing import Callable
 
 from queues.errors import MailslotError
 from queues.rotation.daemon import alert_due, rotation_reason
@@ -24,9 +25,10 @@ def when(moment: float | None, now: float) -> str:
     return f"{stamp.strftime('%Y-%m-%dT%H:%M:%SZ')} ({relative})"
 
 
-async def status_lines(targets: list[Target], ledgers: LedgerStore,
-                       now: float) -> list[str]:
-    """One block per target: generation, issued, expires, pickup, next rotation."""
+async def _per_target(targets: list[Target], ledgers: LedgerStore,
+                      render: Callable[[Target, Ledger], list[str]]) -> list[str]:
+    """``render`` each target's ledger; a ledger that cannot be read is one
+    error line, and the other targets still show."""
     lines = []
     for target in targets:
         try:
@@ -34,8 +36,15 @@ async def status_lines(targets: list[Target], ledgers: LedgerStore,
         except MailslotError as ex:
             lines.append(f"{target.name} ({target.project}): error: {ex.description}")
             continue
-        lines.extend(_status(target, ledger, now))
+        lines.extend(render(target, ledger))
     return lines
+
+
+async def status_lines(targets: list[Target], ledgers: LedgerStore,
+                       now: float) -> list[str]:
+    """One block per target: generation, issued, expires, pickup, next rotation."""
+    return await _per_target(targets, ledgers,
+                             lambda target, ledger: _status(target, ledger, now))
 
 
 def _status(target: Target, ledger: Ledger, now: float) -> list[str]:
@@ -67,15 +76,8 @@ def _label(generation: Generation) -> str:
 async def plan_lines(targets: list[Target], ledgers: LedgerStore, max_ttl: int,
                      now: float) -> list[str]:
     """What a pass would do now (``--dry-run``)."""
-    lines = []
-    for target in targets:
-        try:
-            ledger = await ledgers.load(target)
-        except MailslotError as ex:
-            lines.append(f"{target.name}: error: {ex.description}")
-            continue
-        lines.extend(_plan(target, ledger, max_ttl, now))
-    return lines
+    return await _per_target(
+        targets, ledgers, lambda target, ledger: _plan(target, ledger, max_ttl, now))
 
 
 def _plan(target: Target, ledger: Ledger, max_ttl: int, now: float) -> list[str]:
