@@ -1,7 +1,7 @@
 """The Redis driver object: client, error translation, health, sweeping.
 
-Every store call is one awaited Redis round trip (a script, or one plain
-command) run through ``RedisDriver.guard``, which bounds it by ``timeout``
+Every store call is one awaited Redis call (a script, or one plain command)
+run through ``RedisDriver.guard``, which bounds it by ``timeout``
 and turns whatever redis-py or the socket raises into ``StorageUnavailable``.
 redis-py's own retries are off (a retried script could post twice); a
 connection found dead is replaced before use, so the driver recovers by
@@ -34,6 +34,7 @@ from queues.errors import StorageUnavailable
 from queues.storage.base import Driver
 from queues.storage.redis.keys import Keys
 from queues.storage.redis.lua import Scripts
+from queues.storage.redis.pipeline import AutoPipeline
 
 T = TypeVar("T")
 
@@ -65,7 +66,8 @@ class RedisDriver(Driver):
         self.client = client
         self.namespace = namespace
         self.keys = Keys(namespace)
-        self.scripts = Scripts(client)
+        self.pipeline = AutoPipeline(client.connection_pool, timeout)
+        self.scripts = Scripts(client, self.pipeline)
         self.clock = clock
         self.timeout = timeout
         self.sweep_interval = sweep_interval
@@ -101,6 +103,7 @@ class RedisDriver(Driver):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
+        await self.pipeline.close()
         with contextlib.suppress(RedisError, OSError):
             await self.client.aclose()
 

@@ -2,20 +2,23 @@
 
 Each script runs as ``common.lua`` followed by its own file (the post,
 subscription and job scripts also get ``outbox.lua`` in between), and is called as
-EVALSHA (redis-py reloads it after a ``NOSCRIPT``, e.g. once Redis restarted).
-The parsers here turn the script replies back into models.
+EVALSHA through the driver's ``AutoPipeline`` (reloaded and retried once after a
+``NOSCRIPT``, e.g. once Redis restarted). The parsers here turn the script
+replies back into models.
 """
 
 from __future__ import annotations
 
 import pathlib
 import struct
-from typing import Sequence
+from typing import Any, Sequence
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
+from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError
 
 from queues.models import Message
+from queues.storage.redis.pipeline import AutoPipeline, pack_command
 
 _DIR = pathlib.Path(__file__).parent / "scripts"
 
@@ -28,12 +31,33 @@ def source(name: str, *includes: str) -> str:
                      for part in parts)
 
 
+class Script:
+    """One script: ``await script(keys=, args=)`` runs it through the auto
+    pipeline; with ``client=<redis-py pipeline>`` it is queued there instead."""
+
+    def __init__(self, client: Redis, pipeline: AutoPipeline, text: str) -> None:
+        self._client = client
+        self._pipeline = pipeline
+        self._registered = client.register_script(text)
+
+    async def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = (),
+                       client: Pipeline | None = None) -> Any:
+        if client is not None:
+            return await self._registered(keys=keys, args=args, client=client)
+        command = pack_command(("EVALSHA", self._registered.sha, len(keys), *keys, *args))
+        try:
+            return await self._pipeline.execute(command)
+        except NoScriptError:  # Redis restarted or was flushed: load, retry once
+            await self._client.script_load(self._registered.script)
+            return await self._pipeline.execute(command)
+
+
 class Scripts:
     """The registered scripts of one client. Call as ``await s.post(keys=, args=)``."""
 
-    def __init__(self, client: Redis) -> None:
-        def load(name: str, *includes: str) -> AsyncScript:
-            return client.register_script(source(name, *includes))
+    def __init__(self, client: Redis, pipeline: AutoPipeline) -> None:
+        def load(name: str, *includes: str) -> Script:
+            return Script(client, pipeline, source(name, *includes))
 
         self.queue_create = load("queue_create")
         self.queue_set_metadata = load("queue_set_metadata")
