@@ -22,10 +22,11 @@ except ImportError:  # pragma: no cover - depends on the checkout
     from queues.storage.sqlite.jobs import notification
 
 # The commands a post of fresh messages to an existing queue runs inside its
-# script, besides the outbox: HSETNX (ensure_queue), 2 ZRANGEBYSCORE (reap),
-# HINCRBY (FIFO counter), 2 HSET (bodies, records), 3 ZADD (messages,
-# expiry, free). The outbox adds one ZRANGEBYSCORE of the queue's targets.
-MESSAGE_PATH = {"hsetnx": 1, "zrangebyscore": 2, "hincrby": 1, "hset": 2, "zadd": 3}
+# script, besides the outbox: HINCRBY (FIFO counter; ensure_queue only runs
+# when it starts from 0), ZRANGEBYSCORE (reap expired messages), 2 HSET
+# (bodies, records), 3 ZADD (messages, expiry, free). The outbox adds one
+# ZRANGEBYSCORE of the queue's targets.
+MESSAGE_PATH = {"zrangebyscore": 1, "hincrby": 1, "hset": 2, "zadd": 3}
 OUTBOX_LOOKUP = {"zrangebyscore": 1}
 
 

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from queues.errors import (
     ClaimExpired,
-    InvalidInput,
     MessageIsClaimed,
     MessageNotClaimed,
     MessageNotFound,
@@ -20,6 +19,7 @@ from queues.errors import (
 from queues.models import Message, NewMessage, Page, new_ids
 from queues.storage.base import MessageStore
 from queues.storage.redis.lua import to_messages
+from queues.storage.redis.pipeline import RespArgs
 
 if TYPE_CHECKING:
     from queues.storage.redis.driver import RedisDriver
@@ -28,17 +28,14 @@ if TYPE_CHECKING:
 _DELETE_ERRORS = {1: MessageIsClaimed, 2: MessageNotClaimed, 3: ClaimExpired}
 
 
-def pack_batch(ids: Sequence[str], messages: Sequence[NewMessage]) -> bytes:
-    """A batch as post.lua's one argument: id, body, ttl, delay, checksum of
-    each message, every field NUL-terminated (none can contain a NUL: ids are
-    hex, bodies JSON text, the rest digits or ``MD5:<hex>``)."""
-    parts: list[bytes] = []
+def pack_batch(ids: Sequence[str], messages: Sequence[NewMessage]) -> RespArgs:
+    """A batch as post.lua's trailing arguments, already in RESP: id, body,
+    ttl, delay and checksum ("" = none) of each message, in one pass."""
+    values: list[bytes] = []
     for message_id, message in zip(ids, messages):
-        if b"\0" in message.body_json:  # not JSON text; never from the API
-            raise InvalidInput("A message body must be JSON text.")
-        parts += [message_id.encode(), message.body_json, b"%d" % message.ttl,
-                  b"%d" % message.delay, (message.checksum or "").encode()]
-    return b"\0".join(parts) + b"\0"
+        values += [message_id.encode(), message.body_json, b"%d" % message.ttl,
+                   b"%d" % message.delay, (message.checksum or "").encode()]
+    return RespArgs(values)
 
 
 class RedisMessages(MessageStore):

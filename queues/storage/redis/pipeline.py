@@ -28,11 +28,31 @@ from redis.exceptions import DataError, ResponseError
 MAX_BATCH = 64
 
 
+class RespArgs:
+    """Several arguments already in RESP (``$<len>\\r\\n<bytes>\\r\\n`` each),
+    spliced into a command as they are: a batch of messages is packed in one
+    pass instead of argument by argument."""
+
+    __slots__ = ("chunk", "count")
+
+    def __init__(self, values: Iterable[bytes]) -> None:
+        parts = [b"$%d\r\n%b\r\n" % (len(value), value) for value in values]
+        self.chunk = b"".join(parts)
+        self.count = len(parts)
+
+
 def pack_command(args: Iterable[Any]) -> bytes:
     """One command in RESP, encoding arguments as redis-py's ``Encoder`` does
-    (str as UTF-8, int and float by ``repr``; bool refused)."""
+    (str as UTF-8, int and float by ``repr``; bool refused); ``RespArgs``
+    are spliced in as they are."""
     parts: list[bytes] = []
+    count = 0
     for arg in args:
+        if isinstance(arg, RespArgs):
+            parts.append(arg.chunk)
+            count += arg.count
+            continue
+        count += 1
         if isinstance(arg, (bytes, bytearray, memoryview)):
             value = bytes(arg)
         elif isinstance(arg, str):
@@ -42,7 +62,7 @@ def pack_command(args: Iterable[Any]) -> bytes:
         else:
             value = repr(arg).encode()
         parts.append(b"$%d\r\n%b\r\n" % (len(value), value))
-    return b"*%d\r\n%b" % (len(parts), b"".join(parts))
+    return b"*%d\r\n%b" % (count, b"".join(parts))
 
 
 class AutoPipeline:

@@ -96,19 +96,25 @@ local function delete_messages(K, ids)
   end
 end
 
--- Reclaim up to `budget` expired messages and expired claims.
--- Returns true when the budget ran out (more may be waiting).
-local function reap(K, now, budget)
+-- Reclaim up to `budget` expired messages; true when the budget ran out.
+local function reap_messages(K, now, budget)
   local gone = redis.call('ZRANGEBYSCORE', K.expiry, '-inf', now,
                           'LIMIT', 0, budget)
   delete_messages(K, gone)
+  return #gone == budget
+end
+
+-- Reclaim up to `budget` expired messages and expired claims.
+-- Returns true when the budget ran out (more may be waiting).
+local function reap(K, now, budget)
+  local more = reap_messages(K, now, budget)
   local claims = redis.call('ZRANGEBYSCORE', K.claim_expiry, '-inf', now,
                             'LIMIT', 0, budget)
   if #claims > 0 then
     redis.call('HDEL', K.claims, unpack(claims))
     redis.call('ZREM', K.claim_expiry, unpack(claims))
   end
-  return #gone == budget or #claims == budget
+  return more or #claims == budget
 end
 
 -- Move due delayed messages and messages of expired claims back to `free`.

@@ -2,37 +2,26 @@
 -- and write its delivery jobs (the outbox) in the same step.
 -- KEYS: queue (1-10), project (11-13), the queue's targets (14), outbox (15-19)
 -- ARGV: now, queue name, registry member, client_id ("" = none), project,
---       subscription key prefix, and the batch as ONE argument: per message
---       id, body, ttl, delay, checksum ("" = none), every field ending in a
---       NUL byte (JSON text, hex ids and digits never contain one). One
---       argument instead of five per message: redis-py's per-argument
---       packing was a tenth of a batch post's CPU.
+--       subscription key prefix, then per message: id, body, ttl, delay,
+--       checksum ("" = none).
 -- Touches, besides KEYS, the due ZSET of each target subscription.
 -- Returns the marker of the last message.
 local EACH = 5
-
--- The NUL-terminated fields of the batch argument.
-local function fields(packed)
-  local out, pos = {}, 1
-  while true do
-    local stop = string.find(packed, '\0', pos, true)
-    if not stop then
-      return out
-    end
-    out[#out + 1] = string.sub(packed, pos, stop - 1)
-    pos = stop + 1
-  end
+local F = {}   -- the batch fields, 1-based
+for i = 7, #ARGV do
+  F[i - 6] = ARGV[i]
 end
-
-local F = fields(ARGV[7])
 local now = tonumber(ARGV[1])
-ensure_queue(Q, ARGV[2], ARGV[3], now)
-reap(Q, now, 20)
-
 local client_id = ARGV[4]
 local n = #F / EACH
 local last = redis.call('HINCRBY', Q.info, 'counter', n)
 local first = last - n
+if first == 0 then
+  -- The first post since the queue's info hash appeared: it may be new.
+  ensure_queue(Q, ARGV[2], ARGV[3], now)
+end
+-- Expired claims are left to the claim scripts and the sweeper.
+reap_messages(Q, now, 20)
 local bodies, records, markers, expiries, free, delayed = {}, {}, {}, {}, {}, {}
 for i = 1, n do
   local a = (i - 1) * EACH
