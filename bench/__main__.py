@@ -379,6 +379,25 @@ def run_flat(run: Run, target: Target) -> None:
                           label=label, seconds=args.flat_seconds)
 
 
+def signed_cost_s(run: Run) -> float:
+    return len(FLAT_ORDER) * run.run_cost(run.args.flat_seconds)
+
+
+def run_signed(run: Run, target: Target) -> None:
+    """POST 1 x 1 KB through a signed URL vs with account headers, in ABBA
+    order on one queue with --flat-seconds runs; the target uses the means."""
+    if run.time_left() < signed_cost_s(run):
+        run.skipped.append(f"signed-vs-unsigned runs of {target.stack} (time budget)")
+        run.planned -= signed_cost_s(run)
+        return
+    queue = run.queue(f"{target.kind[0]}-signed")
+    plan = {"a": ("post_1x1KB", "unsigned"), "b": ("post_1x1KB_signed", "signed")}
+    for key in FLAT_ORDER:
+        scenario, label = plan[key]
+        measure_clean(run, target, "signed_pair", SCENARIOS[scenario], queue=queue,
+                      label=label, seconds=run.args.flat_seconds)
+
+
 # ---------------------------------------------------------------- targets
 
 @dataclasses.dataclass
@@ -422,6 +441,20 @@ def ratio(a: dict | None, b: dict | None, key: str) -> tuple[float | None, bool]
     return round(a[key] / b[key], 2), a["noisy"] or b["noisy"]
 
 
+def pair_check(rows: list[dict], stack: str, scenario: str, labels: tuple[str, str],
+               goal: float, title: str) -> list[Check]:
+    """A ratio of the means of two labelled run groups (ABBA), if both ran."""
+    a, b = (mean_row(rows, stack, scenario, label) for label in labels)
+    if not a or not b:
+        return []
+    value, noisy = ratio(a, b, "messages_per_s")
+    cost, _ = ratio(a, b, "server_cpu_us_per_message")
+    detail = (f"means of {a['n']}+{b['n']} runs: {a['messages_per_s']:.0f} / "
+              f"{b['messages_per_s']:.0f} msgs/s (depth {a['depth_before']} vs "
+              f"{b['depth_before']}); server CPU/msg {labels[0]}/{labels[1]} {cost}")
+    return [Check(title, value, goal, detail, noisy)]
+
+
 def checks(rows: list[dict], stores: list[str]) -> list[Check]:
     out = []
     ms, zq = "mailslot-redis", "zaqar-redis"
@@ -459,17 +492,11 @@ def checks(rows: list[dict], stores: list[str]) -> list[Check]:
         stack = f"mailslot-{store}"
         for scenario, what in [("flat_post_1x1KB", "POST 1x1KB"),
                                ("flat_claim_delete", "claim+delete")]:
-            deep = mean_row(rows, stack, scenario, "deep")
-            fresh = mean_row(rows, stack, scenario, "fresh" if "post" in scenario else "small")
-            if not deep or not fresh:
-                continue
-            value, noisy = ratio(deep, fresh, "messages_per_s")
-            cost, _ = ratio(deep, fresh, "server_cpu_us_per_message")
-            detail = (f"means of {deep['n']}+{fresh['n']} runs: {deep['messages_per_s']:.0f} / "
-                      f"{fresh['messages_per_s']:.0f} msgs/s (depth {deep['depth_before']} vs "
-                      f"{fresh['depth_before']}); server CPU/msg deep/fresh {cost}")
-            out.append(Check(f"{stack} flat {what}: deep / fresh msgs/s", value, 0.8,
-                             detail, noisy))
+            base = "fresh" if "post" in scenario else "small"
+            out += pair_check(rows, stack, scenario, ("deep", base), 0.8,
+                              f"{stack} flat {what}: deep / fresh msgs/s")
+        out += pair_check(rows, stack, "signed_pair", ("signed", "unsigned"), 0.9,
+                          f"{stack} signed / unsigned POST msgs/s")
     return out
 
 
@@ -497,6 +524,8 @@ def main(argv: list[str] | None = None) -> int:
                              " (installed with the peer's setup script if missing)")
     parser.add_argument("--flat", action=argparse.BooleanOptionalAction, default=True,
                         help="flat-cost runs: fresh vs --flat-depth queue")
+    parser.add_argument("--signed", action=argparse.BooleanOptionalAction, default=True,
+                        help="signed vs unsigned POST on the first store (ABBA pair)")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--connections", type=int, default=64)
@@ -530,6 +559,7 @@ def main(argv: list[str] | None = None) -> int:
         run.planned += run.run_cost() * sum(
             2 if zaqar_too and not SCENARIOS[n].mailslot_only else 1 for n in args.scenarios)
         run.planned += flat_cost_s(run) if args.flat else 0
+        run.planned += signed_cost_s(run) if args.signed and store == args.stores[0] else 0
         run.reserve += STACK_START_S + (FLAT_FILL_S if args.flat else 0)
     print(f"Mailslot: {args.workers} uvicorn workers; Zaqar: {args.zaqar_workers} gunicorn sync"
           f" workers; wrk -t1 -c{args.connections}, {args.warmup} s warm-up + {args.seconds} s",
@@ -564,6 +594,8 @@ def main(argv: list[str] | None = None) -> int:
                         + (f" (redis-server 127.0.0.1:{run.redis.port})" if store == "redis" else ""),
                         flush=True)
                     run_scenarios(run, targets)
+                    if args.signed and store == args.stores[0]:
+                        run_signed(run, targets[0])
                     if args.flat:
                         run_flat(run, targets[0])
                 run.managed = []

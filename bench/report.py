@@ -33,8 +33,13 @@ DASH = "–"
 
 # Table order; scenarios found in a file but not listed here follow them.
 SCENARIO_ORDER = ["ping", "post_1x1KB", "post_10x1KB", "claim_delete", "list_10",
-                  "post_1x1KB_signed", "flat_post_1x1KB", "flat_claim_delete"]
-FLAT_ABOUT = {
+                  "post_1x1KB_signed", "signed_pair", "flat_post_1x1KB",
+                  "flat_claim_delete"]
+# Scenarios run as ABBA pairs of labelled runs; their target compares the means.
+PAIRED_ABOUT = {
+    "signed_pair": "POST 1 x 1 KB to one queue through a signed URL (`Authorization:"
+                   " Signed ...`, no account headers) vs with account headers (ABBA"
+                   " order, `--flat-seconds` each)",
     "flat_post_1x1KB": "POST 1 x 1 KB: fresh queues vs a deep queue (ABBA order,"
                        " `--flat-seconds` each)",
     "flat_claim_delete": "claim 10 + DELETE each + POST 10 back (constant depth):"
@@ -214,8 +219,10 @@ def flags(row: dict, max_foreign: float) -> str:
 
 def row_name(row: dict) -> str:
     name = stack(row)
-    if row.get("depth_label"):
+    if row.get("depth_label") and row.get("scenario", "").startswith("flat_"):
         name += f" @{row['depth_label']} (depth {num(row.get('depth_before'))})"
+    elif row.get("depth_label"):
+        name += f" @{row['depth_label']}"
     return name
 
 
@@ -241,8 +248,8 @@ def scenario_about() -> dict[str, str]:
     try:
         from bench.__main__ import SCENARIOS
     except ImportError:  # pragma: no cover - the runner is in this package
-        return dict(FLAT_ABOUT)
-    return {name: s.about for name, s in SCENARIOS.items()} | FLAT_ABOUT
+        return dict(PAIRED_ABOUT)
+    return {name: s.about for name, s in SCENARIOS.items()} | PAIRED_ABOUT
 
 
 def skipped_for(data: dict, scenario: str) -> list[str]:
@@ -263,7 +270,7 @@ def scenario_section(data: dict, scenario: str, about: dict[str, str]) -> list[s
     else:
         lines.append("No row: this scenario was not measured in this run.")
     notes = []
-    if rows and zaqar is None and not scenario.startswith("flat_"):
+    if rows and zaqar is None and scenario not in PAIRED_ABOUT:
         notes.append("No Zaqar row (Mailslot-only scenario, or Zaqar not run).")
     if any("†" in c for r in rows for c in zaqar_ratios(r, zaqar)):
         notes.append("† Zaqar ran on Redis only: a cross-store ratio, measured in the"
@@ -554,7 +561,7 @@ def _pyplot():
 
 def chart_scenarios(data: dict) -> list[str]:
     """Scenarios that carry messages and are not flat-cost runs."""
-    return [s for s in scenarios_of(data) if not s.startswith("flat_")
+    return [s for s in scenarios_of(data) if s not in PAIRED_ABOUT
             and any(r.get("messages_per_s") for r in rows_of(data, s))]
 
 

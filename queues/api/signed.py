@@ -130,6 +130,7 @@ class RevocationCache:
         self._generations: dict[tuple[str, str], tuple[int, float]] = {}
         self._revoked: dict[str, tuple[bool, float]] = {}
         self._pending: dict[str, int] = {}
+        self._pending_total = 0
         self._totals: dict[str, tuple[int, int]] = {}
         self._flushed = 0.0
 
@@ -161,10 +162,11 @@ class RevocationCache:
         now = self._clock()
         window = int(now // RATE_WINDOW)
         self._pending[jti] = self._pending.get(jti, 0) + 1
+        self._pending_total += 1
         known_window, known = self._totals.get(jti, (window, 0))
         if known_window != window:
             known = 0
-        if (sum(self._pending.values()) >= RATE_FLUSH_EVERY
+        if (self._pending_total >= RATE_FLUSH_EVERY
                 or now - self._flushed >= self._ttl):
             await self._flush(now, window)
             known = self._totals[jti][1]
@@ -172,7 +174,7 @@ class RevocationCache:
         return known + self._pending[jti] <= per_minute
 
     async def _flush(self, now: float, window: int) -> None:
-        pending, self._pending = self._pending, {}
+        pending, self._pending, self._pending_total = self._pending, {}, 0
         self._flushed = now
         totals = await self._storage.grants.count_uses(pending, RATE_WINDOW)
         self._totals = {jti: known for jti, known in self._totals.items()
@@ -217,6 +219,7 @@ class SignedAccess:
         self._storage = storage
         self._cache = RevocationCache(storage, settings.revocation_cache_ttl, clock)
         self._clock = clock
+        self._parsed: dict[tuple[str, str], tuple[str, str]] = {}
 
     async def process_resource(self, req: falcon.Request, resp: falcon.Response,
                                resource: object, params: dict) -> None:
@@ -239,8 +242,7 @@ class SignedAccess:
                       params: dict, source: str, value: str) -> TokenAuth:
         kid = jti = None
         try:
-            kid, token = (signing.parse_authorization(value) if source == "header"
-                          else signing.parse_credential(value))
+            kid, token = self._parse(source, value)
             grant = self._keys.verify(kid, token, self._clock())
             if not operations:
                 raise signing.InvalidToken("scope")
@@ -254,6 +256,18 @@ class SignedAccess:
         await self._count_use(req, grant.jti, kid, operations, grant.project, grant.queue)
         return TokenAuth("signed", grant.project, grant.jti, kid)
 
+    def _parse(self, source: str, value: str) -> tuple[str, str]:
+        """``(kid, token)`` of a credential; well-formed ones are remembered
+        (a bounded cache), as the same URL is used again and again."""
+        found = self._parsed.get((source, value))
+        if found is None:
+            found = (signing.parse_authorization(value) if source == "header"
+                     else signing.parse_credential(value))
+            if len(self._parsed) >= VERIFIED_CACHE_SIZE:
+                self._parsed.clear()
+            self._parsed[(source, value)] = found
+        return found
+
     async def _count_use(self, req: falcon.Request, jti: str, kid: str | None,
                          operations: tuple[str, ...], project: str, queue: str) -> None:
         if not await self._cache.within_rate(jti, self._settings.requests_per_minute):
@@ -261,7 +275,8 @@ class SignedAccess:
                   client=req.remote_addr)
             raise TooManyRequests("This signed URL has made too many requests;"
                                   " try again in a minute.")
-        if random.random() < self._settings.audit_use_sample_rate:
+        rate = self._settings.audit_use_sample_rate
+        if rate and random.random() < rate:
             audit("use", kid=kid or "-", jti=jti, op=",".join(operations),
                   project=project, queue=queue, client=req.remote_addr)
 

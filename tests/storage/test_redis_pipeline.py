@@ -11,13 +11,19 @@ from redis.asyncio.connection import AbstractConnection, Connection
 from redis.exceptions import DataError, ResponseError
 
 from queues.errors import StorageUnavailable
-from queues.storage.redis.pipeline import MAX_BATCH, pack_command
+from queues.storage.redis.pipeline import MAX_BATCH, RespArgs, pack_command
 from tests.storage.helpers import P, post
 
 
 def test_pack_command_matches_redis_py():
     args = ("EVALSHA", "abc", 2, "k:{p/q}", b"\x00raw", 1.5, 1732493515.123456, -7, "é")
     assert pack_command(args) == b"".join(Connection().pack_command(*args))
+
+
+def test_resp_args_are_spliced_as_the_arguments_they_hold():
+    batch = RespArgs([b"id1", b'{"a": 1}', b"60"])
+    assert pack_command(("EVALSHA", "abc", 1, "k", batch)) == pack_command(
+        ("EVALSHA", "abc", 1, "k", b"id1", b'{"a": 1}', b"60"))
 
 
 @pytest.mark.parametrize("bad", [True, None, object()])

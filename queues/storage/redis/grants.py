@@ -48,13 +48,9 @@ class RedisGrants(GrantStore):
         if not counts:
             return {}
         start = int(self._driver.clock() // window) * window
-        key = self._keys.rate(start)
-        pipe = self._client.pipeline(transaction=True)
-        for name, amount in counts.items():
-            pipe.hincrby(key, name, amount)
-        # Redis's own clock only bounds the memory; the window comes from ours.
-        pipe.expire(key, window + _RATE_SLACK)
-        totals = await self._driver.guard(pipe.execute())
+        pairs = [item for name_amount in counts.items() for item in name_amount]
+        totals = await self._driver.guard(self._driver.scripts.rate_count(
+            keys=[self._keys.rate(start)], args=[window + _RATE_SLACK, *pairs]))
         return dict(zip(counts, totals))
 
     async def _mark(self, key: str, jti: str, expires: float) -> bool:

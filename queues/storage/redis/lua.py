@@ -18,7 +18,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
 from queues.models import Message
-from queues.storage.redis.pipeline import AutoPipeline, pack_command
+from queues.storage.redis.pipeline import AutoPipeline, RespArgs, pack_command
 
 _DIR = pathlib.Path(__file__).parent / "scripts"
 
@@ -40,11 +40,16 @@ class Script:
         self._pipeline = pipeline
         self._registered = client.register_script(text)
 
-    async def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = (),
+    async def __call__(self, keys: Sequence[Any] | RespArgs = (), args: Sequence[Any] = (),
                        client: Pipeline | None = None) -> Any:
         if client is not None:
             return await self._registered(keys=keys, args=args, client=client)
-        command = pack_command(("EVALSHA", self._registered.sha, len(keys), *keys, *args))
+        if isinstance(keys, RespArgs):  # a key block packed once and cached
+            command = pack_command(("EVALSHA", self._registered.sha, keys.count, keys,
+                                    *args))
+        else:
+            command = pack_command(("EVALSHA", self._registered.sha, len(keys), *keys,
+                                    *args))
         try:
             return await self._pipeline.execute(command)
         except NoScriptError:  # Redis restarted or was flushed: load, retry once
@@ -77,6 +82,7 @@ class Scripts:
         self.claim_release = load("claim_release")
         self.sweep = load("sweep")
         self.token_mark = load("token_mark")
+        self.rate_count = load("rate_count")
         # Subscriptions and the delivery outbox.
         self.subscription_create = load("subscription_create", "outbox")
         self.subscription_list = load("subscription_list", "outbox")

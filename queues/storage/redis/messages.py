@@ -24,6 +24,9 @@ from queues.storage.redis.pipeline import RespArgs
 if TYPE_CHECKING:
     from queues.storage.redis.driver import RedisDriver
 
+# Queues whose packed post KEYS are kept (the cache is emptied when full).
+PACKED_KEYS_CACHE = 4096
+
 # message_delete.lua result codes.
 _DELETE_ERRORS = {1: MessageIsClaimed, 2: MessageNotClaimed, 3: ClaimExpired}
 
@@ -43,6 +46,7 @@ class RedisMessages(MessageStore):
         self._driver = driver
         self._keys = driver.keys
         self._scripts = driver.scripts
+        self._packed_keys: dict[tuple[str, str], tuple[RespArgs, str]] = {}
 
     async def post(
         self,
@@ -51,17 +55,27 @@ class RedisMessages(MessageStore):
         messages: Sequence[NewMessage],
         client_id: str | None,
     ) -> list[str]:
-        keys = self._keys.queue(project, queue)
+        keys, member = self._post_keys(project, queue)
         ids = new_ids(len(messages))
-        args: list[Any] = [self._driver.clock(), queue, keys.member, client_id or "",
+        args: list[Any] = [self._driver.clock(), queue, member, client_id or "",
                            project, self._keys.subscription_prefix,
                            pack_batch(ids, messages)]
         # The script also writes the delivery jobs (the outbox) of the batch.
-        await self._driver.guard(self._scripts.post(
-            keys=(keys.keys + self._keys.project(project).keys + (keys.targets,)
-                  + self._keys.outbox.keys),
-            args=args))
+        await self._driver.guard(self._scripts.post(keys=keys, args=args))
         return ids
+
+    def _post_keys(self, project: str, queue: str) -> tuple[RespArgs, str]:
+        """The post script's 19 KEYS, packed once per queue (bounded cache)."""
+        found = self._packed_keys.get((project, queue))
+        if found is None:
+            keys = self._keys.queue(project, queue)
+            found = (RespArgs(name.encode() for name in (
+                keys.keys + self._keys.project(project).keys + (keys.targets,)
+                + self._keys.outbox.keys)), keys.member)
+            if len(self._packed_keys) >= PACKED_KEYS_CACHE:
+                self._packed_keys.clear()
+            self._packed_keys[(project, queue)] = found
+        return found
 
     async def list(
         self,

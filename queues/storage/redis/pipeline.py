@@ -48,21 +48,33 @@ def pack_command(args: Iterable[Any]) -> bytes:
     parts: list[bytes] = []
     count = 0
     for arg in args:
-        if isinstance(arg, RespArgs):
+        kind = type(arg)
+        if kind is RespArgs:
             parts.append(arg.chunk)
             count += arg.count
             continue
         count += 1
-        if isinstance(arg, (bytes, bytearray, memoryview)):
-            value = bytes(arg)
-        elif isinstance(arg, str):
+        if kind is str:
             value = arg.encode()
-        elif isinstance(arg, bool) or not isinstance(arg, (int, float)):
-            raise DataError(f"Invalid input of type: '{type(arg).__name__}'.")
-        else:
+        elif kind is bytes:
+            value = arg
+        elif kind is int or kind is float:
             value = repr(arg).encode()
+        else:
+            value = _encode_other(arg)
         parts.append(b"$%d\r\n%b\r\n" % (len(value), value))
     return b"*%d\r\n%b" % (count, b"".join(parts))
+
+
+def _encode_other(arg: Any) -> bytes:
+    """Subclasses and the rarer types, by the same rules."""
+    if isinstance(arg, (bytes, bytearray, memoryview)):
+        return bytes(arg)
+    if isinstance(arg, str):
+        return arg.encode()
+    if isinstance(arg, bool) or not isinstance(arg, (int, float)):
+        raise DataError(f"Invalid input of type: '{type(arg).__name__}'.")
+    return repr(arg).encode()
 
 
 class AutoPipeline:
