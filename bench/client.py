@@ -18,6 +18,9 @@ from bench.server import HEADERS
 
 PAD = "x" * 990
 
+# Retries of a set-up request (fill, stats) answered 503.
+RETRIES_503 = 5
+
 
 def message(i: int, ttl: int = 3600) -> str:
     """The ~1 KB message the wrk scripts post (scripts/common.lua)."""
@@ -58,9 +61,20 @@ class Client:
                 time.sleep(0.1)
         raise AssertionError("unreachable")
 
+    def request_patiently(self, method: str, path: str, body: str | None = None
+                          ) -> tuple[int, bytes]:
+        """``request``, retrying a 503 (a store still busy with the load just
+        run, e.g. the MongoDB-wire test server) a few times, as a client would."""
+        for attempt in range(RETRIES_503):
+            status, data = self.request(method, path, body)
+            if status != 503:
+                return status, data
+            time.sleep(0.5 * (attempt + 1))
+        return self.request(method, path, body)
+
     def stats(self, queue: str) -> dict:
         """``{"free", "claimed", "total"}`` of the queue (zeros if it does not exist)."""
-        status, data = self.request("GET", f"/v2/queues/{queue}/stats")
+        status, data = self.request_patiently("GET", f"/v2/queues/{queue}/stats")
         if status == 404:
             return {"free": 0, "claimed": 0, "total": 0}
         if status != 200:
@@ -82,7 +96,7 @@ class Client:
         path = f"/v2/queues/{queue}/messages"
 
         def post(payload: str) -> None:
-            status, data = self.request("POST", path, payload)
+            status, data = self.request_patiently("POST", path, payload)
             if status != 201:
                 raise RuntimeError(f"fill {queue}: HTTP {status} {data[:200]!r}")
 

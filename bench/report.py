@@ -208,6 +208,8 @@ def flags(row: dict, max_foreign: float) -> str:
         out.append(f"LOPSIDED{mark} {raw(row.get('worker_cores'))}")
     if row.get("ran_dry"):
         out.append("RAN DRY")
+    if row.get("db_server") == "secantusdb":
+        out.append(f"SecantusDB test server, {row.get('connections')} connections")
     for key in ("non_2xx", "errors"):
         if row.get(key):
             out.append(f"{key.replace('_', '-')} {row[key]}")

@@ -3,6 +3,8 @@
 - :class:`RedisServer`: a dedicated ``redis-server`` on a free loopback port,
   no persistence (``--save "" --appendonly no``), its own temp dir. The
   system Redis on 6379 is never used.
+- :class:`SecantusServer`: the MongoDB-wire test server (SecantusDB, a
+  one-node replica set) on a free loopback port, for the ``mongodb`` store.
 - :class:`MailslotServer` (alias :class:`Server`): a real ``mailslot serve``
   (gunicorn + uvicorn workers) with a storage URI.
 - :class:`ZaqarServer`: the real Zaqar 23.0.1 peer (``/work/shared/peer``),
@@ -33,6 +35,10 @@ from bench import cpu
 HEADERS = {"Client-ID": "3b1f3e2c-6c2a-4d5e-9f00-000000000002", "X-Project-ID": "bench"}
 PEER_DIR = pathlib.Path(os.environ.get("BENCH_PEER_DIR", "/work/shared/peer"))
 ZAQAR_VENV = pathlib.Path(os.environ.get("BENCH_ZAQAR_VENV", "/tmp/zaqar-venv"))
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+# The MongoDB-wire test server's own venv (`make test-deps` builds it).
+MONGO_PYTHON = ROOT / ".venv-mongo" / "bin" / "python"
+SECANTUS_LAUNCHER = ROOT / "tests" / "run_secantus.py"
 
 
 def _is_dispatcher(pid: int) -> bool:
@@ -142,6 +148,41 @@ class RedisServer(Managed):
 
     def pids(self) -> list[int]:
         return [self.process.pid]
+
+
+class SecantusServer(Managed):
+    """SecantusDB (the MongoDB-wire test server, GPL, in its own venv) as a
+    one-node replica set on a free loopback port, started with the tests'
+    launcher. It is a Python server over WiredTiger, not mongod: its rows show
+    Mailslot's MongoDB driver path on this box, not what MongoDB can do."""
+
+    name = "secantusdb"
+
+    def __init__(self, workdir: str) -> None:
+        self.port = free_port()
+        self.dir = pathlib.Path(workdir) / f"secantus-{self.port}"
+        self.dir.mkdir(parents=True)
+        self._spawn([str(MONGO_PYTHON), str(SECANTUS_LAUNCHER), str(self.port),
+                     str(self.dir / "data")], self.dir / "secantus.log")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            self._check_alive()
+            if "mongodb://" in self.log.read_text(errors="replace"):
+                return
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"SecantusDB did not start; see {self.log}")
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/?replicaSet=secantus"
+
+    def pids(self) -> list[int]:
+        return [self.process.pid]
+
+
+def secantus_installed() -> bool:
+    return MONGO_PYTHON.exists()
 
 
 class HttpServer(Managed):
