@@ -296,6 +296,44 @@ def targets_section(data: dict) -> list[str]:
     return lines + [""]
 
 
+FIXES = ROOT / "bench" / "fixes.json"
+
+
+def target_value(path: pathlib.Path, label: str) -> str:
+    """A target's recorded value and verdict in one result file, or a dash."""
+    try:
+        targets = json.loads(path.read_text()).get("targets") or []
+    except (OSError, ValueError):
+        return DASH
+    for target in targets:
+        if target.get("label") == label and target.get("value") is not None:
+            return f"{target['value']:.2f} ({target.get('verdict', '?')})"
+    return DASH
+
+
+def fixes_section(fixes_path: pathlib.Path = FIXES, results: pathlib.Path = RESULTS
+                  ) -> list[str]:
+    """Targets missed, what profiling found, what changed: each target's
+    value before and after as recorded in the two named result files."""
+    try:
+        fixes = json.loads(fixes_path.read_text())
+    except (OSError, ValueError):
+        return []
+    lines = ["## Profiled and fixed (before → after)", "",
+             "From `bench/fixes.json`; the values are read from the named result files"
+             " (each a whole run, so a ratio moves with that run's noise too).", ""]
+    rows = []
+    for fix in fixes:
+        before, after = (results / fix["before"], results / fix["after"])
+        for label in fix["targets"]:
+            rows.append([fix["change"], label, f"{target_value(before, label)} `{fix['before']}`",
+                         f"{target_value(after, label)} `{fix['after']}`"])
+    lines += table(["change", "target", "before", "after"], rows)
+    lines += [""] + [f"- **{fix['change']}** ({fix['commit']}): {fix['found_by']}."
+                     for fix in fixes]
+    return lines + [""]
+
+
 DELIVERY_HEADERS = ["store", "offered /s", "posted /s", "delivered", "missing",
                     "duplicates", "p50 ms", "p90 ms", "p99 ms", "max ms",
                     "server CPU s", "foreign cores"]
@@ -758,6 +796,7 @@ def render(data: dict | None, path: pathlib.Path | None, delivery: dict | None,
         lines += targets_section(data)
         if "targets" in charts:
             lines += [f"![targets: ratio vs goal]({charts['targets']})", ""]
+        lines += fixes_section()
     lines += delivery_section(delivery, delivery_path, charts.get("delivery"))
     return "\n".join(lines).rstrip("\n") + "\n"
 

@@ -196,3 +196,30 @@ def test_newest_picks_by_stamp(tmp_path):
     assert report.newest(tmp_path, report.DELIVERY_NAME).name == \
         "2026-01-03T000000-delivery.json"
     assert report.newest(tmp_path / "missing", report.DELIVERY_NAME) is None
+
+
+def test_fixes_show_recorded_values_before_and_after(tmp_path):
+    """The before/after table reads each target from the named result files."""
+    for name, value in (("before.json", 5.03), ("after.json", 9.42)):
+        (tmp_path / name).write_text(json.dumps({"targets": [
+            {"label": "Mailslot/Zaqar single POST req/s", "value": value, "verdict":
+             "PASS" if value >= 6 else "MISS"}]}))
+    fixes = tmp_path / "fixes.json"
+    fixes.write_text(json.dumps([{
+        "change": "pipelining", "commit": "abc1234", "found_by": "py-spy",
+        "before": "before.json", "after": "after.json",
+        "targets": ["Mailslot/Zaqar single POST req/s", "a target nobody recorded"]}]))
+    text = "\n".join(report.fixes_section(fixes, tmp_path))
+    assert ("| pipelining | Mailslot/Zaqar single POST req/s | 5.03 (MISS) `before.json`"
+            " | 9.42 (PASS) `after.json` |") in text
+    assert f"| pipelining | a target nobody recorded | {report.DASH} `before.json`" in text
+    assert "- **pipelining** (abc1234): py-spy." in text
+
+
+def test_the_committed_fixes_name_result_files_that_exist():
+    for fix in json.loads(report.FIXES.read_text()):
+        for key in ("before", "after"):
+            path = report.RESULTS / fix[key]
+            assert path.exists(), path
+            for label in fix["targets"]:
+                assert report.target_value(path, label) != report.DASH, (path, label)
