@@ -42,7 +42,7 @@ test: install-test test-deps
 
 ## Benchmarks against the real server over loopback; results in bench/results/,
 ## then the report docs/benchmarks.md (+ docs/benchmarks/*.png) from the newest ones.
-bench: install-test
+bench: $(VENV)/bin/python test-deps
 	$(PIP) install -q -e '.[test,bench]'
 	$(PY) -m bench
 	$(PY) -m bench.delivery
