@@ -9,12 +9,14 @@ marker in pyproject.toml), so ``-m "not slow"`` skips the whole directory.
 
 from __future__ import annotations
 
+import os
 import pathlib
 
 import pytest
 
+from tests.fixtures.mongodb import controlled_mongodb_server  # noqa: F401
 from tests.fixtures.server import (  # noqa: F401
-    STORES, MailslotServer, mailslot_server_factory, store_uri_for,
+    MONGODB_ENV, STORES, MailslotServer, mailslot_server_factory, store_uri_for,
 )
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -34,6 +36,23 @@ def store_name(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def store_uri(request: pytest.FixtureRequest, store_name: str,
               tmp_path: pathlib.Path) -> str:
+    return store_uri_for(store_name, tmp_path / "store", request)
+
+
+@pytest.fixture
+def killing_store_uri(request: pytest.FixtureRequest, store_name: str,
+                      tmp_path: pathlib.Path) -> str:
+    """The parametrised store for a test that ``kill -9``s Mailslot processes:
+    MongoDB on a server of the test's own (unless MONGODB_URI names one).
+
+    A killed process leaves its open transactions on the MongoDB server until
+    it reaps them (60 s, as mongod's transactionLifetimeLimitSeconds); they pin
+    a storage snapshot meanwhile, which slows every other user of that server.
+    Request it before ``mailslot_server_factory``: the private server must
+    outlive the factory's teardown, which wipes the store.
+    """
+    if store_name == "mongodb" and not os.environ.get(MONGODB_ENV):
+        return request.getfixturevalue("controlled_mongodb_server").uri
     return store_uri_for(store_name, tmp_path / "store", request)
 
 

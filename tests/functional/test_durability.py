@@ -7,7 +7,6 @@ their bodies. A claim and deletions acknowledged before the crash must hold too.
 
 from __future__ import annotations
 
-import os
 import pathlib
 import threading
 import time
@@ -16,8 +15,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.fixtures.mongodb import controlled_mongodb_server  # noqa: F401
-from tests.fixtures.server import MONGODB_ENV, MailslotServer, headers, store_uri_for
+from tests.fixtures.server import MailslotServer, headers
 
 pytestmark = pytest.mark.slow
 
@@ -82,25 +80,9 @@ class BackgroundProducer(threading.Thread):
                 self.batches += 1
 
 
-@pytest.fixture
-def store_uri(request: pytest.FixtureRequest, store_name: str,
-              tmp_path: pathlib.Path) -> str:
-    """The parametrised store; MongoDB on a server of this test's own.
-
-    ``kill -9`` leaves the API's open transactions on the MongoDB server until
-    it reaps them (60 s, as mongod's transactionLifetimeLimitSeconds); they pin
-    a storage snapshot meanwhile, which slows every other user of that server.
-    """
-    if store_name == "mongodb" and not os.environ.get(MONGODB_ENV):
-        return request.getfixturevalue("controlled_mongodb_server").uri
-    return store_uri_for(store_name, tmp_path / "store", request)
-
-
-# store_uri first: its private MongoDB server must outlive the server factory,
-# whose teardown wipes the store.
-def test_acknowledged_writes_survive_kill_9_of_every_process(store_uri,
+def test_acknowledged_writes_survive_kill_9_of_every_process(killing_store_uri,
                                                               mailslot_server_factory):
-    server = mailslot_server_factory(store_uri, workers=WORKERS)
+    server = mailslot_server_factory(killing_store_uri, workers=WORKERS)
     hdrs = headers(PROJECT)
     acked: dict[str, dict] = {}
     with httpx.Client(base_url=server.url, timeout=10.0, trust_env=False) as client:
