@@ -1,4 +1,4 @@
-"""Run the ASGI app under gunicorn with ``uvicorn_worker.UvicornWorker``."""
+"""Run the ASGI app under gunicorn with uvicorn workers (``MailslotWorker``)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import threading
 import time
 
 from gunicorn.app.base import BaseApplication
+from uvicorn_worker import UvicornWorker
 
 from queues.config import Settings
+from queues.http_protocol import CoalescingHttpToolsProtocol
 
 LOG = logging.getLogger("mailslot.serve")
 PR_SET_PDEATHSIG = 1
@@ -21,6 +23,12 @@ RESTART_DELAY = 1.0
 STOP_TIMEOUT = 15.0
 
 FACTORY = "queues.api.app:get_app()"
+
+
+class MailslotWorker(UvicornWorker):
+    """uvicorn's gunicorn worker, sending each response in one write."""
+
+    CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS, "http": CoalescingHttpToolsProtocol}
 
 
 class MailslotGunicorn(BaseApplication):
@@ -42,7 +50,7 @@ def gunicorn_options(settings: Settings, bind: str, workers: int) -> dict:
     return {
         "bind": bind,
         "workers": workers,
-        "worker_class": "uvicorn_worker.UvicornWorker",
+        "worker_class": "queues.gunicorn_app.MailslotWorker",
         "timeout": settings.server.timeout,
         "graceful_timeout": 10,
         "keepalive": 5,

@@ -1,6 +1,6 @@
 """The app factory (for tests) and ``get_app()`` (for gunicorn).
 
-gunicorn runs ``queues.api.app:get_app()`` in each UvicornWorker; the config
+gunicorn runs ``queues.api.app:get_app()`` in each uvicorn worker; the config
 file path comes from ``MAILSLOT_CONFIG`` (set by ``mailslot serve``).
 """
 
