@@ -95,7 +95,6 @@ class Run:
         self.started = time.monotonic()
         self.rows: list[dict] = []
         self.managed: list = []      # every process we started (for CPU accounting)
-        self.redis: RedisServer | None = None
         self.db: RedisServer | SecantusServer | None = None  # the store's server
         self.serial = 0
         self.skipped: list[str] = []
@@ -551,9 +550,9 @@ DEFAULT_STORES = ["redis", "sqlite"] + (["mongodb"] if secantus_installed() else
 def start_store(run: Run, store: str, tmp: str, phase: contextlib.ExitStack) -> str:
     """Start the store's own server, if any; return Mailslot's storage URI."""
     if store == "redis":
-        run.redis = run.db = phase.enter_context(RedisServer(tmp))
-        run.managed.append(run.redis)
-        return run.redis.uri(1)
+        redis = run.db = phase.enter_context(RedisServer(tmp))
+        run.managed.append(redis)
+        return redis.uri(1)
     if store == "mongodb":
         run.db = phase.enter_context(SecantusServer(tmp))
         run.managed.append(run.db)
@@ -637,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
                                           args.workers))
                     if store == "redis" and args.zaqar:
                         zaqar = phase.enter_context(ZaqarServer(
-                            "127.0.0.1", run.redis.port, tmp, workers=args.zaqar_workers))
+                            "127.0.0.1", run.db.port, tmp, workers=args.zaqar_workers))
                         run.managed.append(zaqar)
                         targets.append(Target("zaqar-redis", "zaqar", store, zaqar,
                                               args.zaqar_workers))
@@ -651,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
                     if args.flat and store in FLAT_STORES:
                         run_flat(run, targets[0])
                 run.managed = []
-                run.redis = run.db = None
+                run.db = None
     except KeyboardInterrupt:
         print("interrupted: writing what was measured", flush=True)
     finally:

@@ -302,7 +302,7 @@ FIXES = ROOT / "bench" / "fixes.json"
 def target_value(path: pathlib.Path, label: str) -> str:
     """A target's recorded value and verdict in one result file, or a dash."""
     try:
-        targets = json.loads(path.read_text()).get("targets") or []
+        targets = load(path).get("targets") or []
     except (OSError, ValueError):
         return DASH
     for target in targets:
@@ -316,7 +316,7 @@ def fixes_section(fixes_path: pathlib.Path = FIXES, results: pathlib.Path = RESU
     """Targets missed, what profiling found, what changed: each target's
     value before and after as recorded in the two named result files."""
     try:
-        fixes = json.loads(fixes_path.read_text())
+        fixes = load(fixes_path)
     except (OSError, ValueError):
         return []
     lines = ["## Profiled and fixed (before → after)", "",

@@ -219,7 +219,6 @@ class SignedAccess:
         self._storage = storage
         self._cache = RevocationCache(storage, settings.revocation_cache_ttl, clock)
         self._clock = clock
-        self._parsed: dict[tuple[str, str], tuple[str, str]] = {}
 
     async def process_resource(self, req: falcon.Request, resp: falcon.Response,
                                resource: object, params: dict) -> None:
@@ -242,7 +241,8 @@ class SignedAccess:
                       params: dict, source: str, value: str) -> TokenAuth:
         kid = jti = None
         try:
-            kid, token = self._parse(source, value)
+            kid, token = (signing.parse_authorization(value) if source == "header"
+                          else signing.parse_credential(value))
             grant = self._keys.verify(kid, token, self._clock())
             if not operations:
                 raise signing.InvalidToken("scope")
@@ -255,18 +255,6 @@ class SignedAccess:
             raise TokenRefused() from None
         await self._count_use(req, grant.jti, kid, operations, grant.project, grant.queue)
         return TokenAuth("signed", grant.project, grant.jti, kid)
-
-    def _parse(self, source: str, value: str) -> tuple[str, str]:
-        """``(kid, token)`` of a credential; well-formed ones are remembered
-        (a bounded cache), as the same URL is used again and again."""
-        found = self._parsed.get((source, value))
-        if found is None:
-            found = (signing.parse_authorization(value) if source == "header"
-                     else signing.parse_credential(value))
-            if len(self._parsed) >= VERIFIED_CACHE_SIZE:
-                self._parsed.clear()
-            self._parsed[(source, value)] = found
-        return found
 
     async def _count_use(self, req: falcon.Request, jti: str, kid: str | None,
                          operations: tuple[str, ...], project: str, queue: str) -> None:

@@ -180,15 +180,13 @@ class Rotator:
     async def _rotate(self, target: Target, report: Report, *,
                       revoke: bool = False, keep_channel: bool = False) -> Issue | None:
         retrying = target.name in self._pending
-        why: list[str] = []
 
-        async def change(ledger: Ledger) -> Issue | None:
+        async def change(ledger: Ledger) -> tuple[Issue, str] | None:
             now = self._clock()
             reason = "revoked" if revoke else rotation_reason(target, ledger, now,
                                                                retrying)
             if reason is None:
                 return None
-            why[:] = [reason]
             if revoke:
                 await self._deny(ledger, now, keep_channel)
             self._note_late(target, ledger, now, report)
@@ -196,15 +194,17 @@ class Rotator:
                                              ledger.current)
             ledger.generations.append(issue.generation)
             ledger.prune(now)
-            return issue
+            return issue, reason
 
-        issue = await self._update(target, change)
-        if issue is not None:
-            LOG.info("target %s: generation %d issued (%s)", target.name,
-                     issue.generation.number, why[0])
-            report.issued += 1
-            self._pending.pop(target.name, None)
-            await self._deliver(target, issue, None, report)
+        issued = await self._update(target, change)
+        if issued is None:
+            return None
+        issue, reason = issued
+        LOG.info("target %s: generation %d issued (%s)", target.name,
+                 issue.generation.number, reason)
+        report.issued += 1
+        self._pending.pop(target.name, None)
+        await self._deliver(target, issue, None, report)
         return issue
 
     async def _deny(self, ledger: Ledger, now: float, keep_channel: bool) -> None:

@@ -44,12 +44,9 @@ class Script:
                        client: Pipeline | None = None) -> Any:
         if client is not None:
             return await self._registered(keys=keys, args=args, client=client)
-        if isinstance(keys, RespArgs):  # a key block packed once and cached
-            command = pack_command(("EVALSHA", self._registered.sha, keys.count, keys,
-                                    *args))
-        else:
-            command = pack_command(("EVALSHA", self._registered.sha, len(keys), *keys,
-                                    *args))
+        if not isinstance(keys, RespArgs):  # else: packed once and cached
+            keys = RespArgs(keys)
+        command = pack_command(("EVALSHA", self._registered.sha, keys.count, keys, *args))
         try:
             return await self._pipeline.execute(command)
         except NoScriptError:  # Redis restarted or was flushed: load, retry once

@@ -69,9 +69,8 @@ class RedisMessages(MessageStore):
         found = self._packed_keys.get((project, queue))
         if found is None:
             keys = self._keys.queue(project, queue)
-            found = (RespArgs(name.encode() for name in (
-                keys.keys + self._keys.project(project).keys + (keys.targets,)
-                + self._keys.outbox.keys)), keys.member)
+            found = (RespArgs(keys.keys + self._keys.project(project).keys
+                              + (keys.targets,) + self._keys.outbox.keys), keys.member)
             if len(self._packed_keys) >= PACKED_KEYS_CACHE:
                 self._packed_keys.clear()
             self._packed_keys[(project, queue)] = found

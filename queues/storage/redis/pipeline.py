@@ -28,46 +28,16 @@ from redis.exceptions import DataError, ResponseError
 MAX_BATCH = 64
 
 
-class RespArgs:
-    """Several arguments already in RESP (``$<len>\\r\\n<bytes>\\r\\n`` each),
-    spliced into a command as they are: a batch of messages is packed in one
-    pass instead of argument by argument."""
-
-    __slots__ = ("chunk", "count")
-
-    def __init__(self, values: Iterable[bytes]) -> None:
-        parts = [b"$%d\r\n%b\r\n" % (len(value), value) for value in values]
-        self.chunk = b"".join(parts)
-        self.count = len(parts)
-
-
-def pack_command(args: Iterable[Any]) -> bytes:
-    """One command in RESP, encoding arguments as redis-py's ``Encoder`` does
-    (str as UTF-8, int and float by ``repr``; bool refused); ``RespArgs``
-    are spliced in as they are."""
-    parts: list[bytes] = []
-    count = 0
-    for arg in args:
-        kind = type(arg)
-        if kind is RespArgs:
-            parts.append(arg.chunk)
-            count += arg.count
-            continue
-        count += 1
-        if kind is str:
-            value = arg.encode()
-        elif kind is bytes:
-            value = arg
-        elif kind is int or kind is float:
-            value = repr(arg).encode()
-        else:
-            value = _encode_other(arg)
-        parts.append(b"$%d\r\n%b\r\n" % (len(value), value))
-    return b"*%d\r\n%b" % (count, b"".join(parts))
-
-
-def _encode_other(arg: Any) -> bytes:
-    """Subclasses and the rarer types, by the same rules."""
+def encode(arg: Any) -> bytes:
+    """One argument as redis-py's ``Encoder`` would send it: str as UTF-8,
+    int and float by ``repr``, bytes as they are; bool and others refused."""
+    kind = type(arg)
+    if kind is str:
+        return arg.encode()
+    if kind is bytes:
+        return arg
+    if kind is int or kind is float:
+        return repr(arg).encode()
     if isinstance(arg, (bytes, bytearray, memoryview)):
         return bytes(arg)
     if isinstance(arg, str):
@@ -77,6 +47,35 @@ def _encode_other(arg: Any) -> bytes:
     return repr(arg).encode()
 
 
+class RespArgs:
+    """Several arguments packed into RESP once (``$<len>\\r\\n<bytes>\\r\\n``
+    each) and spliced into commands as they are: a batch of messages, or a
+    script's KEYS reused call after call."""
+
+    __slots__ = ("chunk", "count")
+
+    def __init__(self, values: Iterable[Any]) -> None:
+        parts = [b"$%d\r\n%b\r\n" % (len(value), value) for value in map(encode, values)]
+        self.chunk = b"".join(parts)
+        self.count = len(parts)
+
+
+def pack_command(args: Iterable[Any]) -> bytes:
+    """One command in RESP (arguments as ``encode`` gives them); ``RespArgs``
+    are spliced in as they are."""
+    parts: list[bytes] = []
+    count = 0
+    for arg in args:
+        if type(arg) is RespArgs:
+            parts.append(arg.chunk)
+            count += arg.count
+            continue
+        value = encode(arg)
+        parts.append(b"$%d\r\n%b\r\n" % (len(value), value))
+        count += 1
+    return b"*%d\r\n%b" % (count, b"".join(parts))
+
+
 class AutoPipeline:
     """Batch the commands issued in one event-loop turn into one round trip."""
 
@@ -84,17 +83,15 @@ class AutoPipeline:
         self._pool = pool
         self._timeout = timeout
         self._pending: list[tuple[bytes, asyncio.Future[Any]]] = []
-        self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
 
     def execute(self, packed: bytes) -> asyncio.Future[Any]:
         """Queue one packed command; the future resolves to its reply."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((packed, future))
-        if not self._scheduled:
-            self._scheduled = True
+        if not self._pending:  # the first of this turn: flush at the next one
             loop.call_soon(self._flush, loop)
+        self._pending.append((packed, future))
         return future
 
     async def close(self) -> None:
@@ -105,7 +102,6 @@ class AutoPipeline:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._scheduled = False
         pending, self._pending = self._pending, []
         for start in range(0, len(pending), MAX_BATCH):
             task = loop.create_task(self._round_trip(pending[start:start + MAX_BATCH]))
