@@ -11,8 +11,8 @@
 -- the dead-letter queue in this same step instead of being returned.
 local now, claim_id = tonumber(ARGV[1]), ARGV[2]
 local ttl, grace, limit = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-reap(Q, now, 50)
-promote(Q, now, 1000)
+reap(Q, ARGV[1], 50)         -- now, as text (see int_text)
+promote(Q, ARGV[1], 1000)
 local picked = pick_free(Q, now, limit)
 if #picked == 0 then
   return {'none'}
@@ -56,17 +56,19 @@ if #keep == 0 then
 end
 
 local expires = now + ttl
+local expires_text, life_text = num(expires), {}  -- scores formatted once
 local ids, inflight, expiry = {}, {}, {}
 for i, m in ipairs(keep) do
   m.claim_id, m.claim_expires = claim_id, expires
   m.claim_count = m.claim_count + 1
   if extend_life(m, expires, ttl, grace) then
-    expiry[#expiry + 1] = m.expires
+    life_text[m.expires] = life_text[m.expires] or num(m.expires)
+    expiry[#expiry + 1] = life_text[m.expires]
     expiry[#expiry + 1] = m.id
   end
   save_message(Q, m)
   ids[i] = m.id
-  inflight[#inflight + 1] = expires
+  inflight[#inflight + 1] = expires_text
   inflight[#inflight + 1] = m.id
 end
 redis.call('ZREM', Q.free, unpack(ids))

@@ -6,14 +6,10 @@
 --       checksum ("" = none).
 -- Touches, besides KEYS, the due ZSET of each target subscription.
 -- Returns the marker of the last message.
-local EACH = 5
-local F = {}   -- the batch fields, 1-based
-for i = 7, #ARGV do
-  F[i - 6] = ARGV[i]
-end
+local EACH, FIELDS = 5, 6   -- message i's fields: ARGV[FIELDS + (i - 1) * EACH + 1..5]
 local now = tonumber(ARGV[1])
 local client_id = ARGV[4]
-local n = #F / EACH
+local n = (#ARGV - FIELDS) / EACH
 local last = redis.call('HINCRBY', Q.info, 'counter', n)
 local first = last - n
 if first == 0 then
@@ -21,29 +17,39 @@ if first == 0 then
   ensure_queue(Q, ARGV[2], ARGV[3], now)
 end
 -- Expired claims are left to the claim scripts and the sweeper.
-reap_messages(Q, now, 20)
+reap_messages(Q, ARGV[1], 20)   -- now, as text (see int_text)
 local bodies, records, markers, expiries, free, delayed = {}, {}, {}, {}, {}, {}
+-- Scores go to ZADD as strings formatted here: Redis would format each
+-- number with '%.17g' (a costly printf of a double) and a batch mostly
+-- shares one expiry time.
+local expiry_text = {}
 for i = 1, n do
-  local a = (i - 1) * EACH
-  local id, ttl, delay = F[a + 1], tonumber(F[a + 3]), tonumber(F[a + 4])
+  local a = FIELDS + (i - 1) * EACH
+  local id, ttl, delay = ARGV[a + 1], tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
   local marker, expires, delay_until = first + i, now + ttl, 0
   if delay > 0 then
     delay_until = now + delay
   end
   bodies[#bodies + 1] = id
-  bodies[#bodies + 1] = F[a + 2]
+  bodies[#bodies + 1] = ARGV[a + 2]
   records[#records + 1] = id
   records[#records + 1] = pack_record(marker, ttl, now, expires, delay_until, 0, 0,
-                                     client_id, '', F[a + 5])
-  markers[#markers + 1] = marker
+                                     client_id, '', ARGV[a + 5])
+  local marker_text = string.format('%d', marker)
+  local expires_text = expiry_text[expires]
+  if expires_text == nil then
+    expires_text = num(expires)
+    expiry_text[expires] = expires_text
+  end
+  markers[#markers + 1] = marker_text
   markers[#markers + 1] = id
-  expiries[#expiries + 1] = expires
+  expiries[#expiries + 1] = expires_text
   expiries[#expiries + 1] = id
   if delay_until > 0 then
     delayed[#delayed + 1] = delay_until
     delayed[#delayed + 1] = id
   else
-    free[#free + 1] = marker
+    free[#free + 1] = marker_text
     free[#free + 1] = id
   end
 end
@@ -58,9 +64,9 @@ call_chunked('ZADD', Q.delayed, delayed)
 -- bytes as the Python notification() the SQLite driver stores (checked by
 -- tests/storage/test_redis_jobs.py). ttl and delay arrive as digits.
 local function notification(a)
-  local head = '{"body": ' .. F[a + 2] .. ', "ttl": ' .. F[a + 3]
-  if tonumber(F[a + 4]) ~= 0 then
-    return head .. ', "delay": ' .. F[a + 4] .. '}'
+  local head = '{"body": ' .. ARGV[a + 2] .. ', "ttl": ' .. ARGV[a + 3]
+  if tonumber(ARGV[a + 4]) ~= 0 then
+    return head .. ', "delay": ' .. ARGV[a + 4] .. '}'
   end
   return head .. '}'
 end
@@ -73,13 +79,13 @@ local function write_jobs(O, targets)
     due[t] = {}
   end
   for i = 1, n do
-    local a = (i - 1) * EACH
+    local a = FIELDS + (i - 1) * EACH
     local payload = notification(a)
     for t, sid in ipairs(targets) do
       local id = ids[(i - 1) * #targets + t]
       records[#records + 1] = id
       records[#records + 1] = cmsgpack.pack(
-        new_job(sid, ARGV[5], ARGV[2], F[a + 1], payload, now))
+        new_job(sid, ARGV[5], ARGV[2], ARGV[a + 1], payload, now))
       due[t][#due[t] + 1] = now
       due[t][#due[t] + 1] = id
     end
@@ -92,7 +98,7 @@ local function write_jobs(O, targets)
 end
 
 -- The only outbox cost of a queue without subscribers: this one lookup.
-local targets = redis.call('ZRANGEBYSCORE', KEYS[14], '(' .. num(now), '+inf')
+local targets = redis.call('ZRANGEBYSCORE', KEYS[14], '(' .. ARGV[1], '+inf')
 if #targets > 0 then
   write_jobs(outbox_keys(15), targets)
 end
