@@ -6,6 +6,7 @@ import asyncio
 import time
 
 from queues.storage import load_driver
+from queues.storage.redis.keys import QUEUE_PARTS
 from tests.fixtures.redis import unique_namespace
 from tests.storage.helpers import P, msg, post
 
@@ -100,3 +101,41 @@ async def test_deleted_queue_leaves_only_its_signing_generation(redis_driver):
     await redis_driver.queues.delete(P, "q1")
     sizes, _ = await _footprint(redis_driver)
     assert list(sizes) == [redis_driver.keys.queue(P, "q1").generation]
+
+
+async def _orphan_bodies(driver, queue: str, count: int) -> None:
+    """Bodies without a record, as a post whose script failed inside its
+    MULTI/EXEC (and was never retried) would leave them."""
+    bodies = driver.keys.queue(P, queue).bodies
+    for start in range(0, count, 500):
+        await driver.client.hset(bodies, mapping={
+            f"orphan-{i}": b'{"lost": true}' for i in range(start, min(count, start + 500))})
+
+
+async def test_sweep_reclaims_bodies_left_without_a_record(redis_driver):
+    live = await post(redis_driver, "q1", "a", "b")
+    await _orphan_bodies(redis_driver, "q1", 3)
+    await redis_driver.sweep()
+    keys = redis_driver.keys.queue(P, "q1")
+    assert sorted(await redis_driver.client.hkeys(keys.bodies)) == sorted(
+        i.encode() for i in live)
+    assert [m.body_json for m in await redis_driver.messages.get_many(P, "q1", live)] == [
+        b'"a"', b'"b"']
+
+
+async def test_orphan_reclaim_is_paged_and_resumes_where_it_stopped(redis_driver):
+    """More orphans than one call's budget (a hash large enough to scan in
+    pages): each sweep call takes a page, the next call goes on from its
+    cursor, and the live messages keep their bodies."""
+    live = await _fill(redis_driver, "q1", 300, ttl=3600)
+    await _orphan_bodies(redis_driver, "q1", 2500)
+    keys = redis_driver.keys.queue(P, "q1")
+    more = await redis_driver.scripts.sweep(keys=keys.keys, args=[time.time(), 100])
+    assert more == 1  # one page, not all of it
+    left = await redis_driver.client.hlen(keys.bodies)
+    assert 300 < left < 2800
+    await redis_driver.sweep()
+    assert await redis_driver.client.hlen(keys.bodies) == 300
+    records = keys.keys[QUEUE_PARTS.index("records")]
+    assert await redis_driver.client.hlen(records) == 300
+    assert len(await redis_driver.messages.get_many(P, "q1", live[:20])) == 20

@@ -21,12 +21,13 @@ try:  # the reference payload; it moved from the SQLite driver to the models
 except ImportError:  # pragma: no cover - depends on the checkout
     from queues.storage.sqlite.jobs import notification
 
-# The commands a post of fresh messages to an existing queue runs inside its
-# script, besides the outbox: HINCRBY (FIFO counter; ensure_queue only runs
-# when it starts from 0), ZRANGEBYSCORE (reap expired messages), 2 HSET
-# (bodies, records), 3 ZADD (messages, expiry, free). The outbox adds one
-# ZRANGEBYSCORE of the queue's targets.
-MESSAGE_PATH = {"zrangebyscore": 1, "hincrby": 1, "hset": 2, "zadd": 3}
+# The commands a post of fresh messages to an existing queue runs: MULTI,
+# HSET (bodies), the script, EXEC; inside the script, besides the outbox:
+# HINCRBY (FIFO counter; ensure_queue only runs when it starts from 0),
+# ZRANGEBYSCORE (reap expired messages), HSET (records), 3 ZADD (messages,
+# expiry, free). The outbox adds one ZRANGEBYSCORE of the queue's targets.
+MESSAGE_PATH = {"multi": 1, "exec": 1, "zrangebyscore": 1, "hincrby": 1, "hset": 2,
+                "zadd": 3}
 OUTBOX_LOOKUP = {"zrangebyscore": 1}
 
 
@@ -81,6 +82,20 @@ async def test_notification_bytes_match_the_reference(redis_driver):
     jobs = {j.message_id: j.message
             for j in await redis_driver.jobs.lease(100, 60, max_in_flight=100)}
     assert [jobs[i] for i in ids] == [notification(m) for m in batch]
+
+
+async def test_a_batch_larger_than_one_body_lookup_slice_gets_every_body(redis_driver):
+    """post.lua reads the bodies back for the notifications in slices of
+    2,000 (Lua's unpack limit); the jobs of a 2,500-message batch each carry
+    their own message's body."""
+    await _subscribe(redis_driver)
+    batch = [NewMessage(b"%d" % i, 300) for i in range(2500)]
+    ids = await redis_driver.messages.post(P, "q1", batch, None)
+    assert await redis_driver.client.hlen(redis_driver.keys.outbox.jobs) == 2500
+    jobs = {j.message_id: j.message
+            for j in await redis_driver.jobs.lease(3000, 60, max_in_flight=3000)}
+    for index in (0, 1999, 2000, 2499):
+        assert jobs[ids[index]] == notification(batch[index])
 
 
 async def test_job_keys_are_those_keys_py_builds(redis_driver):

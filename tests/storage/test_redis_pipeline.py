@@ -8,7 +8,7 @@ import asyncio
 import pytest
 import redis.asyncio
 from redis.asyncio.connection import AbstractConnection, Connection
-from redis.exceptions import DataError, ResponseError
+from redis.exceptions import DataError, ExecAbortError, ResponseError
 
 from queues.errors import StorageUnavailable
 from queues.storage.redis.pipeline import MAX_BATCH, RespArgs, pack_command
@@ -81,10 +81,34 @@ async def test_an_error_reply_fails_only_its_own_command(redis_driver):
 
 
 async def test_scripts_are_reloaded_after_a_script_flush(redis_driver):
+    """post runs its script inside MULTI/EXEC after the bodies' HSET: the
+    NOSCRIPT comes back in EXEC's reply, the retry stores the batch once."""
     await post(redis_driver, "q", 1)
     await redis_driver.client.script_flush()
-    await post(redis_driver, "q", 2)
+    [second] = await post(redis_driver, "q", 2)
     assert (await redis_driver.queues.stats(P, "q")).total == 2
+    assert (await redis_driver.messages.get(P, "q", second)).body_json == b"2"
+    keys = redis_driver.keys.queue(P, "q")
+    assert await redis_driver.client.hlen(keys.bodies) == 2
+
+
+async def test_a_transaction_is_one_unit_answered_by_exec(redis_driver):
+    """A MULTI ... EXEC unit gets EXEC's reply; one aborted at queue time
+    fails alone, and the replies after it still reach their own callers."""
+    pipeline, key = redis_driver.pipeline, redis_driver.keys.prefix + "unit"
+    multi, exec_ = pack_command(("MULTI",)), pack_command(("EXEC",))
+    results = await asyncio.gather(
+        pipeline.execute(pack_command(("ECHO", "before"))),
+        pipeline.execute(multi + pack_command(("SET", key, "v")) + pack_command(("ECHO", "x"))
+                         + exec_, replies=4),
+        pipeline.execute(multi + pack_command(("GET",)) + exec_, replies=3),
+        pipeline.execute(pack_command(("ECHO", "after"))),
+        return_exceptions=True)
+    assert results[0] == b"before" and results[3] == b"after"
+    assert results[1] == [b"OK", b"x"]
+    assert isinstance(results[2], ExecAbortError)
+    assert await redis_driver.client.get(key) == b"v"
+    await redis_driver.client.delete(key)
 
 
 async def test_a_killed_connection_fails_its_batch_then_recovers(redis_driver, redis_server):

@@ -12,6 +12,8 @@ are the project, queue name and subscription id, escaped so that
                                          dead_letter_ttl
     <ns>:q:{<p>/<q>}:messages      ZSET  message id -> marker (every stored message)
     <ns>:q:{<p>/<q>}:bodies        HASH  message id -> body JSON bytes, as posted
+                                         (written outside Lua, in the post's
+                                         MULTI/EXEC; see post.lua)
     <ns>:q:{<p>/<q>}:records       HASH  message id -> packed record (see common.lua)
     <ns>:q:{<p>/<q>}:free          ZSET  id -> marker: claimable (not delayed, no claim)
     <ns>:q:{<p>/<q>}:delayed       ZSET  id -> delay_until: posted with a delay
@@ -114,6 +116,10 @@ class QueueKeys:
     @property
     def info(self) -> str:
         return self.keys[0]
+
+    @property
+    def bodies(self) -> str:
+        return self.keys[QUEUE_PARTS.index("bodies")]
 
     @property
     def subscription_index(self) -> tuple[str, str, str]:

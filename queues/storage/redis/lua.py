@@ -33,7 +33,13 @@ def source(name: str, *includes: str) -> str:
 
 class Script:
     """One script: ``await script(keys=, args=)`` runs it through the auto
-    pipeline; with ``client=<redis-py pipeline>`` it is queued there instead."""
+    pipeline; with ``client=<redis-py pipeline>`` it is queued there instead.
+
+    ``before`` (packed commands) run first, in one MULTI/EXEC with the
+    script: post stores the bodies that way, so they never enter Lua, where
+    Redis hashes every byte of every string argument (about 13,000
+    instructions per KB under callgrind, more than the rest of a message).
+    """
 
     def __init__(self, client: Redis, pipeline: AutoPipeline, text: str) -> None:
         self._client = client
@@ -41,17 +47,31 @@ class Script:
         self._registered = client.register_script(text)
 
     async def __call__(self, keys: Sequence[Any] | RespArgs = (), args: Sequence[Any] = (),
-                       client: Pipeline | None = None) -> Any:
+                       client: Pipeline | None = None, before: Sequence[bytes] = ()) -> Any:
         if client is not None:
             return await self._registered(keys=keys, args=args, client=client)
         if not isinstance(keys, RespArgs):  # else: packed once and cached
             keys = RespArgs(keys)
         command = pack_command(("EVALSHA", self._registered.sha, keys.count, keys, *args))
         try:
-            return await self._pipeline.execute(command)
+            return await self._run(command, before)
         except NoScriptError:  # Redis restarted or was flushed: load, retry once
             await self._client.script_load(self._registered.script)
+            return await self._run(command, before)
+
+    async def _run(self, command: bytes, before: Sequence[bytes]) -> Any:
+        if not before:
             return await self._pipeline.execute(command)
+        unit = b"".join((_MULTI, *before, command, _EXEC))
+        results = await self._pipeline.execute(unit, replies=len(before) + 3)
+        for result in results:  # EXEC's: an error of a command is an element
+            if isinstance(result, Exception):
+                raise result
+        return results[-1]
+
+
+_MULTI = pack_command(("MULTI",))
+_EXEC = pack_command(("EXEC",))
 
 
 class Scripts:

@@ -9,7 +9,9 @@ connection and reads the replies in order. Redis runs them one after the
 other as before (each script stays atomic on its own; nothing is grouped
 into a transaction), so the only change a caller sees is fewer syscalls.
 
-An error reply fails only its own command. Anything else (a dead socket, a
+A command may also be a MULTI ... EXEC unit sent as one ``execute`` (its
+``replies`` count says how many replies to read; the caller gets the last,
+EXEC's). An error reply fails only its own command. Anything else (a dead socket, a
 timeout of the whole batch) fails every command of that batch that is still
 waiting and drops the connection, so the pool opens a fresh one next time.
 """
@@ -82,16 +84,17 @@ class AutoPipeline:
     def __init__(self, pool: ConnectionPool, timeout: float) -> None:
         self._pool = pool
         self._timeout = timeout
-        self._pending: list[tuple[bytes, asyncio.Future[Any]]] = []
+        self._pending: list[tuple[bytes, int, asyncio.Future[Any]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def execute(self, packed: bytes) -> asyncio.Future[Any]:
-        """Queue one packed command; the future resolves to its reply."""
+    def execute(self, packed: bytes, replies: int = 1) -> asyncio.Future[Any]:
+        """Queue packed command(s) that answer with ``replies`` replies; the
+        future resolves to the last of them."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not self._pending:  # the first of this turn: flush at the next one
             loop.call_soon(self._flush, loop)
-        self._pending.append((packed, future))
+        self._pending.append((packed, replies, future))
         return future
 
     async def close(self) -> None:
@@ -108,15 +111,15 @@ class AutoPipeline:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _round_trip(self, batch: Sequence[tuple[bytes, asyncio.Future[Any]]]) -> None:
+    async def _round_trip(self, batch: Sequence[tuple[bytes, int, asyncio.Future[Any]]]) -> None:
         connection: AbstractConnection | None = None
         try:
             connection = await self._pool.get_connection()
             async with asyncio.timeout(self._timeout):
-                await connection.send_packed_command([p for p, _ in batch],
+                await connection.send_packed_command([p for p, _, _ in batch],
                                                      check_health=False)
-                for _, future in batch:
-                    await _read_into(connection, future)
+                for _, replies, future in batch:
+                    await _read_into(connection, future, replies)
         except BaseException as ex:  # noqa: BLE001 - every waiter must hear of it
             if connection is not None:
                 await connection.disconnect(nowait=True)
@@ -128,25 +131,31 @@ class AutoPipeline:
                 await self._pool.release(connection)
 
 
-async def _read_into(connection: AbstractConnection, future: asyncio.Future[Any]) -> None:
-    # math.inf: no per-read timeout context; the batch has one.
-    try:
-        reply = await connection.read_response(timeout=math.inf)
-    except ResponseError as ex:  # an error reply: this command only
-        if not future.done():
-            future.set_exception(ex)
+async def _read_into(connection: AbstractConnection, future: asyncio.Future[Any],
+                     replies: int) -> None:
+    """Read a unit's ``replies`` replies (all of them, so the stream stays in
+    step); its future gets the last, or the last's error reply."""
+    for _ in range(replies):
+        # math.inf: no per-read timeout context; the batch has one.
+        try:
+            reply = await connection.read_response(timeout=math.inf)
+        except ResponseError as ex:  # an error reply: this unit only
+            reply = ex
+    if future.done():
         return
-    if not future.done():
+    if isinstance(reply, ResponseError):
+        future.set_exception(reply)
+    else:
         future.set_result(reply)
 
 
-def _fail_waiting(batch: Sequence[tuple[bytes, asyncio.Future[Any]]],
+def _fail_waiting(batch: Sequence[tuple[bytes, int, asyncio.Future[Any]]],
                   cause: BaseException) -> None:
     error: Exception
     if isinstance(cause, Exception) and not isinstance(cause, ResponseError):
         error = cause
     else:
         error = RedisConnectionError("the Redis round trip was interrupted")
-    for _, future in batch:
+    for _, _, future in batch:
         if not future.done():
             future.set_exception(error)

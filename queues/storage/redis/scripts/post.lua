@@ -1,12 +1,16 @@
 -- post: store a batch atomically, in request order, creating the queue,
 -- and write its delivery jobs (the outbox) in the same step.
+-- The bodies are not arguments: the driver HSETs them into Q.bodies in the
+-- same MULTI/EXEC, just before this script (a body in Lua costs Redis a hash
+-- of its every byte). A body without a record is thus left only when this
+-- script fails; the sweeper reclaims such orphans (sweep.lua).
 -- KEYS: queue (1-10), project (11-13), the queue's targets (14), outbox (15-19)
 -- ARGV: now, queue name, registry member, client_id ("" = none), project,
---       subscription key prefix, then per message: id, body, ttl, delay,
+--       subscription key prefix, then per message: id, ttl, delay,
 --       checksum ("" = none).
 -- Touches, besides KEYS, the due ZSET of each target subscription.
 -- Returns the marker of the last message.
-local EACH, FIELDS = 5, 6   -- message i's fields: ARGV[FIELDS + (i - 1) * EACH + 1..5]
+local EACH, FIELDS = 4, 6   -- message i's fields: ARGV[FIELDS + (i - 1) * EACH + 1..4]
 local now = tonumber(ARGV[1])
 local client_id = ARGV[4]
 local n = (#ARGV - FIELDS) / EACH
@@ -18,23 +22,21 @@ if first == 0 then
 end
 -- Expired claims are left to the claim scripts and the sweeper.
 reap_messages(Q, ARGV[1], 20)   -- now, as text (see int_text)
-local bodies, records, markers, expiries, free, delayed = {}, {}, {}, {}, {}, {}
+local records, markers, expiries, free, delayed = {}, {}, {}, {}, {}
 -- Scores go to ZADD as strings formatted here: Redis would format each
 -- number with '%.17g' (a costly printf of a double) and a batch mostly
 -- shares one expiry time.
 local expiry_text = {}
 for i = 1, n do
   local a = FIELDS + (i - 1) * EACH
-  local id, ttl, delay = ARGV[a + 1], tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+  local id, ttl, delay = ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
   local marker, expires, delay_until = first + i, now + ttl, 0
   if delay > 0 then
     delay_until = now + delay
   end
-  bodies[#bodies + 1] = id
-  bodies[#bodies + 1] = ARGV[a + 2]
   records[#records + 1] = id
   records[#records + 1] = pack_record(marker, ttl, now, expires, delay_until, 0, 0,
-                                     client_id, '', ARGV[a + 5])
+                                     client_id, '', ARGV[a + 4])
   local marker_text = string.format('%d', marker)
   local expires_text = expiry_text[expires]
   if expires_text == nil then
@@ -53,7 +55,6 @@ for i = 1, n do
     free[#free + 1] = id
   end
 end
-call_chunked('HSET', Q.bodies, bodies)
 call_chunked('HSET', Q.records, records)
 call_chunked('ZADD', Q.messages, markers)
 call_chunked('ZADD', Q.expiry, expiries)
@@ -63,10 +64,10 @@ call_chunked('ZADD', Q.delayed, delayed)
 -- Zaqar's notification payload, spliced around the body as posted: the same
 -- bytes as the Python notification() the SQLite driver stores (checked by
 -- tests/storage/test_redis_jobs.py). ttl and delay arrive as digits.
-local function notification(a)
-  local head = '{"body": ' .. ARGV[a + 2] .. ', "ttl": ' .. ARGV[a + 3]
-  if tonumber(ARGV[a + 4]) ~= 0 then
-    return head .. ', "delay": ' .. ARGV[a + 4] .. '}'
+local function notification(a, body)
+  local head = '{"body": ' .. body .. ', "ttl": ' .. ARGV[a + 2]
+  if tonumber(ARGV[a + 3]) ~= 0 then
+    return head .. ', "delay": ' .. ARGV[a + 3] .. '}'
   end
   return head .. '}'
 end
@@ -74,19 +75,29 @@ end
 -- One due job per message and live, enabled subscription, message by message.
 local function write_jobs(O, targets)
   local ids = new_job_ids(O, n * #targets)
-  local records, due = {}, {}
+  local records, due, message_ids = {}, {}, {}
   for t = 1, #targets do
     due[t] = {}
   end
   for i = 1, n do
+    message_ids[i] = ARGV[FIELDS + (i - 1) * EACH + 1]
+  end
+  local bodies = {}
+  for from = 1, n, 2000 do  -- in slices, as call_chunked does
+    local slice = redis.call('HMGET', Q.bodies, unpack(message_ids, from, math.min(from + 1999, n)))
+    for k = 1, #slice do
+      bodies[from + k - 1] = slice[k]
+    end
+  end
+  for i = 1, n do
     local a = FIELDS + (i - 1) * EACH
-    local payload = notification(a)
+    local payload = notification(a, bodies[i])
     for t, sid in ipairs(targets) do
       local id = ids[(i - 1) * #targets + t]
       records[#records + 1] = id
       records[#records + 1] = cmsgpack.pack(
         new_job(sid, ARGV[5], ARGV[2], ARGV[a + 1], payload, now))
-      due[t][#due[t] + 1] = now
+      due[t][#due[t] + 1] = ARGV[1]   -- now, as text
       due[t][#due[t] + 1] = id
     end
   end
