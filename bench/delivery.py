@@ -12,7 +12,10 @@ generator, the server or the dispatcher) shows in the latency instead of
 lowering the offered rate. Reported per run: achieved
 post rate, delivered count, missing and duplicates, p50/p90/p99/max latency,
 CPU seconds of the server's processes and of this process, and the foreign
-CPU load. Results go to ``bench/results/<UTC timestamp>-delivery.json``.
+CPU load. Each run first waits (up to ``--quiet-wait`` s) for the foreign load
+to fall under ``--max-foreign`` cores; a run above it is repeated once and the
+quieter of the two kept, marked ``repeated`` (and ``noisy`` if still above).
+Results go to ``bench/results/<UTC timestamp>-delivery.json``.
 
 Targets (dispatcher issue): at 500 msg/s on Redis, p50 < 10 ms, p99 < 50 ms.
 """
@@ -168,6 +171,39 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+async def foreign_load(pids: list[int], window: float = 1.0) -> float:
+    """Cores busy outside the server's processes and this one, over ``window``."""
+    own0, self0, box0 = cpu.process_cpu_s(pids), cpu.self_cpu_s(), cpu.box_busy_s()
+    await asyncio.sleep(window)
+    own = cpu.process_cpu_s(pids) - own0 + cpu.self_cpu_s() - self0
+    return max(0.0, (cpu.box_busy_s() - box0 - own) / window)
+
+
+async def wait_quiet(server: MailslotServer, max_foreign: float, wait: float) -> float:
+    """Wait up to ``wait`` s for foreign load under ``max_foreign``; the last reading."""
+    pids = cpu.children(server.process.pid)
+    deadline = time.monotonic() + wait
+    load = await foreign_load(pids)
+    while load > max_foreign and time.monotonic() < deadline:
+        load = await foreign_load(pids)
+    return round(load, 2)
+
+
+async def measure_quiet(server: MailslotServer, rate: int, args: argparse.Namespace,
+                        receiver: Receiver) -> dict:
+    """One run after a quiet gate; repeated once (quieter kept) if it was noisy."""
+    row = {"foreign_before": await wait_quiet(server, args.max_foreign, args.quiet_wait),
+           **await measure(server, rate, args.seconds, receiver)}
+    if row["foreign_cores"] > args.max_foreign:
+        again = {"foreign_before": await wait_quiet(server, args.max_foreign,
+                                                    args.quiet_wait),
+                 **await measure(server, rate, args.seconds, receiver)}
+        row = min(row, again, key=lambda r: r["foreign_cores"])
+        row["repeated"] = True
+    row["noisy"] = row["foreign_cores"] > args.max_foreign
+    return row
+
+
 async def measure(server: MailslotServer, rate: int, seconds: float,
                   receiver: Receiver) -> dict:
     receiver.latencies.clear()
@@ -223,7 +259,7 @@ async def run_store(store: str, args: argparse.Namespace, workdir: str) -> list[
         subscribe(server, f"http://127.0.0.1:{receiver.port}/hook")
         await measure(server, 50, 1.0, receiver)  # warm-up: connections, caches
         for rate in args.rates:
-            row = {"store": store, **await measure(server, rate, args.seconds, receiver)}
+            row = {"store": store, **await measure_quiet(server, rate, args, receiver)}
             print(_line(row), flush=True)
             rows.append(row)
     finally:
@@ -238,7 +274,9 @@ def _line(row: dict) -> str:
     return (f"{row['store']:7} {row['rate']:5}/s offered, {row['post_rate']:7.1f}/s posted"
             f"  delivered {row['delivered']}/{row['ok']} dup {row['duplicates']}"
             f"  p50 {row['p50_ms']} ms  p99 {row['p99_ms']} ms  max {row['max_ms']} ms"
-            f"  server cpu {row['server_cpu_s']} s  foreign {row['foreign_cores']}")
+            f"  server cpu {row['server_cpu_s']} s  foreign {row['foreign_cores']}"
+            f"{'  (repeated)' if row.get('repeated') else ''}"
+            f"{'  NOISY' if row.get('noisy') else ''}")
 
 
 def checks(rows: list[dict]) -> list[dict]:
@@ -273,6 +311,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rates", nargs="+", type=int, default=[100, 500, 1000])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--max-foreign", type=float, default=0.3,
+                        help="cores of foreign load above which a run is repeated once")
+    parser.add_argument("--quiet-wait", type=float, default=20.0,
+                        help="seconds to wait for quiet before each run")
     args = parser.parse_args(argv)
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="mailslot-delivery-") as workdir:

@@ -336,7 +336,13 @@ def fixes_section(fixes_path: pathlib.Path = FIXES, results: pathlib.Path = RESU
 
 DELIVERY_HEADERS = ["store", "offered /s", "posted /s", "delivered", "missing",
                     "duplicates", "p50 ms", "p90 ms", "p99 ms", "max ms",
-                    "server CPU s", "foreign cores"]
+                    "server CPU s", "foreign cores", "flags"]
+
+
+def delivery_flags(row: dict) -> str:
+    """How the run was kept: repeated once for foreign load, still noisy."""
+    out = [name for name in ("repeated", "noisy") if row.get(name)]
+    return ", ".join(out) or DASH
 
 
 def delivery_cells(row: dict) -> list[str]:
@@ -345,7 +351,8 @@ def delivery_cells(row: dict) -> list[str]:
     return [raw(row.get("store")), num(row.get("rate")), num(row.get("post_rate"), 1),
             f"{num(row.get('delivered'))} / {num(row.get('ok'))}",
             num(row.get("missing")), num(row.get("duplicates")), *latencies,
-            num(row.get("server_cpu_s"), 2), num(row.get("foreign_cores"), 2)]
+            num(row.get("server_cpu_s"), 2), num(row.get("foreign_cores"), 2),
+            delivery_flags(row)]
 
 
 def check_verdict(check: dict) -> str:

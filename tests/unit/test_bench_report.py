@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
 import os
 import pathlib
@@ -223,3 +225,37 @@ def test_the_committed_fixes_name_result_files_that_exist():
             assert path.exists(), path
             for label in fix["targets"]:
                 assert report.target_value(path, label) != report.DASH, (path, label)
+
+
+def test_delivery_rows_say_how_they_were_kept(tmp_path):
+    delivery = tmp_path / "2026-01-01T000200-delivery.json"
+    delivery.write_text(json.dumps({"rows": [
+        {"store": "redis", "rate": 100, "foreign_cores": 0.05},
+        {"store": "redis", "rate": 500, "foreign_cores": 0.12, "repeated": True,
+         "noisy": False},
+        {"store": "sqlite", "rate": 500, "foreign_cores": 0.41, "repeated": True,
+         "noisy": True}], "checks": []}))
+    out = tmp_path / "r.md"
+    report.generate(None, delivery, out)
+    text = out.read_text()
+    assert lines_with(text, "| redis | 100 |", "| 0.05 | – |")
+    assert lines_with(text, "| redis | 500 |", "| 0.12 | repeated |")
+    assert lines_with(text, "| sqlite | 500 |", "| 0.41 | repeated, noisy |")
+
+
+def test_a_noisy_delivery_run_is_repeated_once_and_the_quieter_kept(monkeypatch):
+    from bench import delivery as bench_delivery
+    loads = iter([0.5, 0.2])
+
+    async def fake_measure(server, rate, seconds, receiver):
+        return {"rate": rate, "foreign_cores": next(loads)}
+
+    async def no_wait(server, max_foreign, wait):
+        return 0.0
+
+    monkeypatch.setattr(bench_delivery, "measure", fake_measure)
+    monkeypatch.setattr(bench_delivery, "wait_quiet", no_wait)
+    args = argparse.Namespace(max_foreign=0.3, quiet_wait=0, seconds=1)
+    row = asyncio.run(bench_delivery.measure_quiet(None, 500, args, None))
+    assert row == {"foreign_before": 0.0, "rate": 500, "foreign_cores": 0.2,
+                   "repeated": True, "noisy": False}
