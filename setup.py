@@ -22,6 +22,10 @@ setup(
         "itsdangerous>=2.2,<3",
         "httpx>=0.27",
         "httpcore>=1.0",
+        # httpcore runs `import sniffio` several times per request; when it is
+        # missing (newer anyio no longer brings it) each failed import searches
+        # sys.path: ~36 us a time, most of a webhook delivery's CPU.
+        "sniffio>=1.3",
         "jmespath>=1.0",
     ],
     extras_require={

@@ -3,7 +3,8 @@
 The pinning happens inside httpcore's connection pool: ``GuardedBackend`` is
 its network backend, so every new TCP connection resolves the host through
 ``Guard.resolve`` (once) and connects to one of the addresses just judged,
-never to a second resolution. The URL keeps its host name, so the ``Host``
+never to a second resolution (through ``asyncio_backend``, plain asyncio
+streams rather than anyio's). The URL keeps its host name, so the ``Host``
 header, TLS SNI and certificate verification all stay on the name.
 
 Also: redirects are never followed, proxies and ``SSL_CERT_*`` are not taken
@@ -23,6 +24,7 @@ import httpcore
 import httpx
 
 from subscriptions import result as r
+from subscriptions.asyncio_backend import AsyncioBackend
 from subscriptions.errors import BlockedDestination, ResolutionFailed
 from subscriptions.ssrf import Guard, IPAddress
 
@@ -40,7 +42,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
     def __init__(self, guard: Guard,
                  inner: httpcore.AsyncNetworkBackend | None = None) -> None:
         self._guard = guard
-        self._inner = inner or httpcore.AnyIOBackend()
+        self._inner = inner or AsyncioBackend()
 
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                           local_address: str | None = None,

@@ -272,3 +272,41 @@ async def test_tls_certificate_for_another_name_is_refused(http_sink, tmp_path):
             await send(client, f"https://hooks.test:{sink.port}/hook")
     assert error_class(info.value) == r.TLS
     assert sink.requests == []
+
+
+# --- the asyncio network backend: keep-alive and closed idle connections --------
+
+
+async def test_keep_alive_connection_is_reused(http_sink):
+    sink = await http_sink()
+    async with client_for(loopback_guard()) as client:
+        for _ in range(3):
+            assert (await send(client, sink.url)).status == 200
+    assert (len(sink.requests), sink.connections) == (3, 1)
+
+
+async def _answer_then_hang_up(request, writer):
+    writer.write(response(200, b"ok"))
+    await writer.drain()
+    writer.close()
+
+
+@pytest.mark.parametrize("tls", [False, True])
+async def test_idle_connection_the_server_closed_is_not_reused(http_sink, tmp_path, tls):
+    """The server answers with keep-alive, then hangs up while the connection
+    sits in the pool: the next request sees it (is_readable) and opens a new
+    connection instead of failing on the dead one."""
+    guard, options, host = loopback_guard(), {}, "127.0.0.1"
+    if tls:
+        cert, key = make_cert(tmp_path, ["hooks.test"])
+        sink = await http_sink(_answer_then_hang_up, ssl_context=server_tls(cert, key))
+        guard = loopback_guard(static_resolver(["127.0.0.1"]))
+        options, host = {"ssl_context": client_tls(cert)}, "hooks.test"
+    else:
+        sink = await http_sink(_answer_then_hang_up)
+    url = f"{'https' if tls else 'http'}://{host}:{sink.port}/hook"
+    async with client_for(guard, **options) as client:
+        for _ in range(3):
+            assert (await send(client, url)).status == 200
+            await asyncio.sleep(0.05)  # the hang-up reaches the idle connection
+    assert (len(sink.requests), sink.connections) == (3, 3)
