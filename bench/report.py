@@ -300,14 +300,18 @@ FIXES = ROOT / "bench" / "fixes.json"
 
 
 def target_value(path: pathlib.Path, label: str) -> str:
-    """A target's recorded value and verdict in one result file, or a dash."""
+    """A target's recorded value and verdict in one result file (a throughput
+    file's targets, or a delivery file's checks), or a dash."""
     try:
-        targets = load(path).get("targets") or []
+        data = load(path)
     except (OSError, ValueError):
         return DASH
-    for target in targets:
+    for target in data.get("targets") or []:
         if target.get("label") == label and target.get("value") is not None:
             return f"{target['value']:.2f} ({target.get('verdict', '?')})"
+    for check in data.get("checks") or []:
+        if check.get("check") == label and check.get("value") is not None:
+            return f"{check['value']:.2f} ({check_verdict(check)})"
     return DASH
 
 

@@ -218,6 +218,14 @@ def test_fixes_show_recorded_values_before_and_after(tmp_path):
     assert "- **pipelining** (abc1234): py-spy." in text
 
 
+def test_fixes_read_a_delivery_file_from_its_checks(tmp_path):
+    (tmp_path / "d.json").write_text(json.dumps({"rows": [], "checks": [
+        {"check": "redis 500 msg/s: p99 < 50 ms", "value": 8.1, "pass": True}]}))
+    assert report.target_value(tmp_path / "d.json",
+                               "redis 500 msg/s: p99 < 50 ms") == "8.10 (PASS)"
+    assert report.target_value(tmp_path / "d.json", "other") == report.DASH
+
+
 def test_the_committed_fixes_name_result_files_that_exist():
     for fix in json.loads(report.FIXES.read_text()):
         for key in ("before", "after"):
