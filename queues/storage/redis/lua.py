@@ -49,6 +49,8 @@ class Script:
     async def __call__(self, keys: Sequence[Any] | RespArgs = (), args: Sequence[Any] = (),
                        client: Pipeline | None = None, before: Sequence[bytes] = ()) -> Any:
         if client is not None:
+            if before:
+                raise ValueError("'before' needs the auto pipeline, not a client")
             return await self._registered(keys=keys, args=args, client=client)
         if not isinstance(keys, RespArgs):  # else: packed once and cached
             keys = RespArgs(keys)

@@ -6,12 +6,12 @@ for its one script call: about a quarter of a single-message POST's CPU.
 ``AutoPipeline`` queues the packed commands issued during one turn of the
 event loop and, at the next turn, sends them in one write on one pooled
 connection and reads the replies in order. Redis runs them one after the
-other as before (each script stays atomic on its own; nothing is grouped
-into a transaction), so the only change a caller sees is fewer syscalls.
+other as before (each script stays atomic on its own; the batch is not a
+transaction), so the only change a caller sees is fewer syscalls. A caller
+may queue a MULTI ... EXEC unit as one command: ``replies`` says how many
+replies it answers with, and the caller gets the last one, EXEC's.
 
-A command may also be a MULTI ... EXEC unit sent as one ``execute`` (its
-``replies`` count says how many replies to read; the caller gets the last,
-EXEC's). An error reply fails only its own command. Anything else (a dead socket, a
+An error reply fails only its own command. Anything else (a dead socket, a
 timeout of the whole batch) fails every command of that batch that is still
 waiting and drops the connection, so the pool opens a fresh one next time.
 """
