@@ -15,7 +15,6 @@ batched and shared through the store.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import functools
 import logging
@@ -24,7 +23,7 @@ import random
 import re
 import time
 import uuid
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import falcon
 
@@ -57,7 +56,7 @@ class KeySource:
         self._mtime: float | None = None
         self.ring = self._load()
         self._signer = self._build_signer(self.ring)
-        self._verified: dict[tuple[str, str], signing.Grant] = {}
+        self._verified: dict[tuple[str, str], tuple[str, signing.Grant]] = {}
         self._verified_for: signing.GrantSigner | None = None
 
     def _load(self) -> signing.KeyRing | None:
@@ -89,27 +88,31 @@ class KeySource:
         self.current()
         return self._signer
 
-    def verify(self, kid: str, token: str, now: float) -> signing.Grant:
-        """``GrantSigner.verify`` with a bounded cache of verified tokens.
+    def verify(self, source: str, value: str, now: float) -> tuple[str, signing.Grant]:
+        """Parse and verify a presented credential -> ``(kid, grant)``.
 
-        The same bytes always decode to the same grant, so a repeat request
-        skips the decoding and HMAC; the time checks still run every time,
-        and a key ring reload empties the cache (a retired key stops working).
+        ``source`` is "header" (an ``Authorization`` value) or "query" (a
+        ``kid:token``). Verified credentials are cached (bounded), keyed by
+        the text presented: the same text always parses and decodes to the
+        same grant, so a repeat request skips parsing, decoding and HMAC; the
+        time checks still run every time, and a key ring reload empties the
+        cache (a retired key stops working).
         """
         signer = self.signer()
         if signer is None:
             raise signing.InvalidToken("unknown_kid")
         if self._verified_for is not signer:
             self._verified, self._verified_for = {}, signer
-        grant = self._verified.get((kid, token))
-        if grant is None:
-            grant = signer.verify(kid, token, now=now)
+        found = self._verified.get((source, value))
+        if found is None:
+            kid, token = parse_credential(source, value)
+            found = (kid, signer.verify(kid, token, now=now))
             if len(self._verified) >= VERIFIED_CACHE_SIZE:
                 self._verified.clear()
-            self._verified[(kid, token)] = grant
+            self._verified[(source, value)] = found
         else:
-            signer.check_times(grant, now=now)
-        return grant
+            signer.check_times(found[1], now=now)
+        return found
 
     def _build_signer(self, ring: signing.KeyRing | None) -> signing.GrantSigner | None:
         if ring is None:
@@ -182,9 +185,9 @@ class RevocationCache:
         self._totals.update((jti, (window, count)) for jti, count in totals.items())
 
 
-@dataclasses.dataclass(frozen=True)
-class TokenAuth:
-    """What a verified token established for this request."""
+class TokenAuth(NamedTuple):
+    """What a verified token established for this request (a named tuple:
+    built on every signed request, and a frozen dataclass costs more)."""
 
     kind: str  # "signed" (Mailslot token) or "zaqar" (URL-* headers)
     project: str
@@ -198,7 +201,7 @@ _EMPTY_TOKEN_PARAM = re.compile(rf"(?:^|&){TOKEN_PARAM}=(?:&|$)")
 def _credential(req: falcon.Request) -> tuple[str, str] | None:
     header = req.get_header("Authorization")
     in_query = req.get_param(TOKEN_PARAM)
-    if in_query is None and _EMPTY_TOKEN_PARAM.search(req.query_string):
+    if in_query is None and req.query_string and _EMPTY_TOKEN_PARAM.search(req.query_string):
         raise TokenRefused()  # an empty token never means "no token"
     if header is not None and signing.is_signed_scheme(header):
         if in_query is not None:
@@ -207,6 +210,21 @@ def _credential(req: falcon.Request) -> tuple[str, str] | None:
     if in_query is not None:
         return "query", in_query
     return None
+
+
+def parse_credential(source: str, value: str) -> tuple[str, str]:
+    """``(kid, token)`` of an ``Authorization`` value or a query ``kid:token``."""
+    if source == "header":
+        return signing.parse_authorization(value)
+    return signing.parse_credential(value)
+
+
+def _kid_or_dash(source: str, value: str) -> str:
+    """The kid of a refused credential, for the audit line ("-" if malformed)."""
+    try:
+        return parse_credential(source, value)[0]
+    except signing.InvalidToken:
+        return "-"
 
 
 class SignedAccess:
@@ -239,19 +257,17 @@ class SignedAccess:
 
     async def _signed(self, req: falcon.Request, operations: tuple[str, ...],
                       params: dict, source: str, value: str) -> TokenAuth:
-        kid = jti = None
+        jti = None
         try:
-            kid, token = (signing.parse_authorization(value) if source == "header"
-                          else signing.parse_credential(value))
-            grant = self._keys.verify(kid, token, self._clock())
+            kid, grant = self._keys.verify(source, value, self._clock())
             if not operations:
                 raise signing.InvalidToken("scope")
             jti = grant.jti
             await self._check_grant(req, grant, operations, params)
         except signing.InvalidToken as ex:
-            audit("refuse", reason=ex.reason, kid=kid or "-", jti=jti or "-",
-                  method=req.method, queue=params.get("queue_name", "-"),
-                  client=req.remote_addr)
+            audit("refuse", reason=ex.reason, kid=_kid_or_dash(source, value),
+                  jti=jti or "-", method=req.method,
+                  queue=params.get("queue_name", "-"), client=req.remote_addr)
             raise TokenRefused() from None
         await self._count_use(req, grant.jti, kid, operations, grant.project, grant.queue)
         return TokenAuth("signed", grant.project, grant.jti, kid)
@@ -273,9 +289,12 @@ class SignedAccess:
         header_project = req.get_header("X-Project-ID")
         if header_project is not None and header_project != grant.project:
             raise signing.InvalidToken("scope")
+        # The peer address is looked up (falcon builds the access route for
+        # it) only for a grant bound to CIDRs: the one case authorize reads it.
+        client_ip = req.remote_addr if grant.cidrs else None
         for operation in operations:
             signing.authorize(grant, grant.project, params.get("queue_name"),
-                              operation, client_ip=req.remote_addr)
+                              operation, client_ip=client_ip)
         if await self._cache.generation(grant.project, grant.queue) != grant.gen:
             raise signing.InvalidToken("revoked")
         if await self._cache.is_revoked(grant.jti):

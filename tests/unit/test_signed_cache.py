@@ -195,11 +195,11 @@ async def test_key_file_is_rechecked_at_most_every_ttl_and_retire_applies(tmp_pa
     ring.write(k1="active")
     keys = key_source(ring.path, clock, 2.0)
     token, grant = keys.signer().mint("p", "q", ["read"], now=clock(), ttl=600)
-    assert keys.verify("k1", token, clock()).jti == grant.jti
+    assert keys.verify("query", f"k1:{token}", clock())[1].jti == grant.jti
     ring.write(k2="active", k1="retired")
     clock.now += 2.0
     with pytest.raises(signing.InvalidToken):
-        keys.verify("k1", token, clock())
+        keys.verify("query", f"k1:{token}", clock())
     assert keys.signer().mint("p", "q", ["read"], now=clock())[1].kid == "k2"
 
 
@@ -208,10 +208,26 @@ async def test_verified_token_cache_still_checks_time(tmp_path, clock):
     ring.write(k1="active")
     keys = key_source(ring.path, clock, 2.0)
     token, grant = keys.signer().mint("p", "q", ["read"], now=clock(), ttl=60)
-    keys.verify("k1", token, clock())  # cached now
+    keys.verify("query", f"k1:{token}", clock())  # cached now
     clock.now += 60
     with pytest.raises(signing.InvalidToken):
-        keys.verify("k1", token, clock())
+        keys.verify("query", f"k1:{token}", clock())
+
+
+async def test_verified_cache_is_keyed_by_the_text_presented(tmp_path, clock):
+    """A cached credential skips parsing only for the exact text verified:
+    any other spelling of it is parsed (and refused) afresh."""
+    ring = Ring(tmp_path / "keys")
+    ring.write(k1="active")
+    keys = key_source(ring.path, clock, 2.0)
+    token, grant = keys.signer().mint("p", "q", ["read"], now=clock(), ttl=600)
+    assert keys.verify("header", f"Signed k1:{token}", clock()) == ("k1", grant)
+    assert keys.verify("header", f"Signed k1:{token}", clock()) == ("k1", grant)  # cached
+    for source, text in [("header", f"Signed  k1:{token}"), ("header", f"Signed k1:{token} "),
+                         ("header", f"Bearer k1:{token}"), ("query", f"Signed k1:{token}"),
+                         ("query", f"k1:{token}x")]:
+        with pytest.raises(signing.InvalidToken):
+            keys.verify(source, text, clock())
 
 
 async def test_unreadable_key_file_keeps_the_old_ring(tmp_path, clock):
@@ -222,6 +238,6 @@ async def test_unreadable_key_file_keeps_the_old_ring(tmp_path, clock):
     ring.path.write_text("k1:active:changemechangemechangemechangeme\n")
     ring.mtime_ns += 10**9
     os.utime(ring.path, ns=(ring.mtime_ns, ring.mtime_ns))
-    assert keys.verify("k1", token, clock()).queue == "q"
+    assert keys.verify("query", f"k1:{token}", clock())[1].queue == "q"
     ring.path.unlink()
-    assert keys.verify("k1", token, clock()).queue == "q"
+    assert keys.verify("query", f"k1:{token}", clock())[1].queue == "q"
