@@ -4,6 +4,7 @@ SIGTERM/SIGINT."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 
@@ -69,6 +70,10 @@ def run(settings: Settings, storage: Driver) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        # The imported modules are most of the heap; full collections need
+        # not walk them (as the API workers do: queues.api.app.FreezeStartupHeap).
+        gc.collect()
+        gc.freeze()
         await serve(settings, storage, stop)
 
     asyncio.run(main())

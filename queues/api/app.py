@@ -6,6 +6,7 @@ file path comes from ``MAILSLOT_CONFIG`` (set by ``mailslot serve``).
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from typing import Callable
@@ -24,6 +25,23 @@ from queues.storage import load_driver
 from queues.storage.base import Driver
 
 CONFIG_ENV = "MAILSLOT_CONFIG"
+
+
+class FreezeStartupHeap:
+    """At lifespan startup, move every object made so far (modules, routes,
+    schemas, the store's client) into the garbage collector's permanent
+    generation, so that full collections stop walking them.
+
+    A worker's heap holds ~57,000 tracked objects before the first request;
+    each full collection walked all of them. In-process, with the real app on
+    Redis, GC took 7-13 us of a POST's ~125 us; after ``gc.freeze()`` 3.6 us.
+    Only ``get_app()`` (the gunicorn workers) installs it: a test process
+    building many apps must not make their garbage permanent.
+    """
+
+    async def process_startup(self, scope: dict, event: dict) -> None:
+        gc.collect()  # what is garbage already is freed, not frozen
+        gc.freeze()
 
 
 class Lifecycle:
@@ -75,4 +93,6 @@ def get_app() -> falcon.asgi.App:
     settings = load_settings(os.environ.get(CONFIG_ENV) or None)
     configure_logging(settings)
     install_log_redaction()
-    return create_app(settings, build_storage(settings))
+    app = create_app(settings, build_storage(settings))
+    app.add_middleware(FreezeStartupHeap())
+    return app
