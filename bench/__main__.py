@@ -128,10 +128,9 @@ class Run:
 
 def _foreign_now(run: Run, window: float = 0.5) -> float:
     pids = run.own_pids()
-    own0, self0, box0 = cpu.process_cpu_s(pids), cpu.self_cpu_s(), cpu.box_busy_s()
+    start = cpu.Usage.now(pids)
     time.sleep(window)
-    own = cpu.process_cpu_s(pids) - own0 + cpu.self_cpu_s() - self0
-    return max(0.0, (cpu.box_busy_s() - box0 - own) / window)
+    return cpu.Usage.now(pids).since(start).foreign / window
 
 
 def quiet_gate(run: Run) -> float:

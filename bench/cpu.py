@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -53,3 +54,24 @@ def self_cpu_s() -> float:
     """CPU seconds of this (runner) process."""
     usage = os.times()
     return usage.user + usage.system
+
+
+class Usage(NamedTuple):
+    """CPU seconds so far: of some processes, of this one, of the whole box."""
+
+    processes: float
+    runner: float
+    box: float
+
+    @classmethod
+    def now(cls, pids: list[int]) -> Usage:
+        return cls(process_cpu_s(pids), self_cpu_s(), box_busy_s())
+
+    def since(self, start: Usage) -> Usage:
+        return Usage(*(a - b for a, b in zip(self, start)))
+
+    @property
+    def foreign(self) -> float:
+        """Busy seconds of the box outside the processes and this one (of a
+        ``since`` difference)."""
+        return max(0.0, self.box - self.processes - self.runner)

@@ -173,10 +173,9 @@ def percentile(values: list[float], q: float) -> float | None:
 
 async def foreign_load(pids: list[int], window: float = 1.0) -> float:
     """Cores busy outside the server's processes and this one, over ``window``."""
-    own0, self0, box0 = cpu.process_cpu_s(pids), cpu.self_cpu_s(), cpu.box_busy_s()
+    start = cpu.Usage.now(pids)
     await asyncio.sleep(window)
-    own = cpu.process_cpu_s(pids) - own0 + cpu.self_cpu_s() - self0
-    return max(0.0, (cpu.box_busy_s() - box0 - own) / window)
+    return cpu.Usage.now(pids).since(start).foreign / window
 
 
 async def wait_quiet(server: MailslotServer, max_foreign: float, wait: float) -> float:
@@ -209,17 +208,14 @@ async def measure(server: MailslotServer, rate: int, seconds: float,
     receiver.latencies.clear()
     receiver.duplicates = 0
     pids = cpu.children(server.process.pid)
-    server_cpu, self_cpu, box = (cpu.process_cpu_s(pids), cpu.self_cpu_s(),
-                                 cpu.box_busy_s())
+    start = cpu.Usage.now(pids)
     wall = time.monotonic()
     counts = await offer(server.url, rate, seconds)
     deadline = time.monotonic() + DRAIN_SECONDS
     while len(receiver.latencies) < counts["ok"] and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     wall = time.monotonic() - wall
-    server_used = cpu.process_cpu_s(pids) - server_cpu
-    self_used = cpu.self_cpu_s() - self_cpu
-    foreign = max(0.0, cpu.box_busy_s() - box - server_used - self_used) / wall
+    used = cpu.Usage.now(pids).since(start)
     values = list(receiver.latencies.values())
     return {
         "rate": rate, "seconds": seconds, **counts,
@@ -231,8 +227,8 @@ async def measure(server: MailslotServer, rate: int, seconds: float,
         "p99_ms": _round(percentile(values, 0.99)),
         "max_ms": _round(max(values) if values else None),
         "mean_ms": _round(statistics.fmean(values) if values else None),
-        "server_cpu_s": round(server_used, 2), "bench_cpu_s": round(self_used, 2),
-        "foreign_cores": round(foreign, 2),
+        "server_cpu_s": round(used.processes, 2), "bench_cpu_s": round(used.runner, 2),
+        "foreign_cores": round(used.foreign / wall, 2),
     }
 
 
