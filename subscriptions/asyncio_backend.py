@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import select
-import socket
 import ssl
 import typing
 from collections.abc import Iterable, Iterator
 
 import httpcore
+# httpcore's own readability check, the one its anyio and sync streams use.
+from httpcore._utils import is_socket_readable
 
 SocketOption = typing.Any
 
@@ -36,14 +36,9 @@ def _mapped(timeout_error: type[Exception], other_error: type[Exception]) -> Ite
         raise other_error(str(ex) or type(ex).__name__) from ex
 
 
-def _readable(sock: socket.socket | None) -> bool:
-    """True if the socket has data or an EOF waiting (an idle connection the
-    server has closed), or is gone: httpcore then drops it from the pool."""
-    if sock is None or sock.fileno() < 0:
-        return True
-    poller = select.poll()
-    poller.register(sock, select.POLLIN)
-    return bool(poller.poll(0))
+# get_extra_info names httpcore asks for -> asyncio transport names.
+_EXTRA_INFO = {"ssl_object": "ssl_object", "client_addr": "sockname",
+               "server_addr": "peername", "socket": "socket"}
 
 
 class AsyncioStream(httpcore.AsyncNetworkStream):
@@ -81,9 +76,8 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
     def get_extra_info(self, info: str) -> typing.Any:
         if info == "is_readable":  # asyncio may have read the EOF already
             return (self._reader.at_eof() or self._writer.is_closing()
-                    or _readable(self._writer.get_extra_info("socket")))
-        key = {"ssl_object": "ssl_object", "client_addr": "sockname",
-               "server_addr": "peername", "socket": "socket"}.get(info)
+                    or is_socket_readable(self._writer.get_extra_info("socket")))
+        key = _EXTRA_INFO.get(info)
         return self._writer.get_extra_info(key) if key else None
 
 

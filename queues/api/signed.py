@@ -105,7 +105,7 @@ class KeySource:
             self._verified, self._verified_for = {}, signer
         found = self._verified.get((source, value))
         if found is None:
-            kid, token = parse_credential(source, value)
+            kid, token = _split_credential(source, value)
             found = (kid, signer.verify(kid, token, now=now))
             if len(self._verified) >= VERIFIED_CACHE_SIZE:
                 self._verified.clear()
@@ -212,7 +212,7 @@ def _credential(req: falcon.Request) -> tuple[str, str] | None:
     return None
 
 
-def parse_credential(source: str, value: str) -> tuple[str, str]:
+def _split_credential(source: str, value: str) -> tuple[str, str]:
     """``(kid, token)`` of an ``Authorization`` value or a query ``kid:token``."""
     if source == "header":
         return signing.parse_authorization(value)
@@ -222,7 +222,7 @@ def parse_credential(source: str, value: str) -> tuple[str, str]:
 def _kid_or_dash(source: str, value: str) -> str:
     """The kid of a refused credential, for the audit line ("-" if malformed)."""
     try:
-        return parse_credential(source, value)[0]
+        return _split_credential(source, value)[0]
     except signing.InvalidToken:
         return "-"
 
