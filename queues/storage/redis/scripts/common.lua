@@ -41,11 +41,23 @@ local function int_text(x)
 end
 
 -- Run `cmd key a1 a2 ...` in slices, so no unpack() exceeds Lua's C stack.
+local CHUNK = 2000
 local function call_chunked(cmd, key, items)
-  local step = 2000
-  for i = 1, #items, step do
-    redis.call(cmd, key, unpack(items, i, math.min(i + step - 1, #items)))
+  for i = 1, #items, CHUNK do
+    redis.call(cmd, key, unpack(items, i, math.min(i + CHUNK - 1, #items)))
   end
+end
+
+-- HMGET of any number of fields, in the same slices; values in field order.
+local function hmget_chunked(key, fields)
+  local values = {}
+  for i = 1, #fields, CHUNK do
+    local slice = redis.call('HMGET', key, unpack(fields, i, math.min(i + CHUNK - 1, #fields)))
+    for k = 1, #slice do
+      values[i + k - 1] = slice[k]
+    end
+  end
+  return values
 end
 
 local RECORD = '>ddddddI4I4c0I4c0I4c0'

@@ -82,13 +82,7 @@ local function write_jobs(O, targets)
   for i = 1, n do
     message_ids[i] = ARGV[FIELDS + (i - 1) * EACH + 1]
   end
-  local bodies = {}
-  for from = 1, n, 2000 do  -- in slices, as call_chunked does
-    local slice = redis.call('HMGET', Q.bodies, unpack(message_ids, from, math.min(from + 1999, n)))
-    for k = 1, #slice do
-      bodies[from + k - 1] = slice[k]
-    end
-  end
+  local bodies = hmget_chunked(Q.bodies, message_ids)
   for i = 1, n do
     local a = FIELDS + (i - 1) * EACH
     local payload = notification(a, bodies[i])
