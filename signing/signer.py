@@ -225,6 +225,20 @@ class GrantSigner:
         grant (for callers that cache verification results)."""
         self._check_times(grant, _epoch(now), self.leeway)
 
+    def valid_window(self, grant: Grant) -> tuple[int, int]:
+        """The epoch seconds ``[start, end)`` in which :meth:`check_times`
+        accepts ``grant`` (an empty window if never).
+
+        For callers that cache verified grants: ``start <= now < end`` is the
+        same decision as :meth:`check_times` (for an int or a float ``now``)
+        in two comparisons; call :meth:`check_times` outside the window for
+        the reason.
+        """
+        if grant.exp - grant.iat > self.max_ttl:
+            return grant.exp, grant.exp
+        earliest = grant.iat if grant.nbf is None else max(grant.iat, grant.nbf)
+        return earliest - self.leeway, grant.exp
+
     def _check_times(self, grant: Grant, now: int, leeway: int) -> None:
         if grant.exp - grant.iat > self.max_ttl:
             raise InvalidToken(LIFETIME)

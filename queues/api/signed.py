@@ -39,11 +39,35 @@ _CLIENT_NAMESPACE = uuid.UUID("5c0f1c4e-8d1e-4b0c-9a51-6d61696c736c")
 RATE_WINDOW = 60
 RATE_FLUSH_EVERY = 25
 VERIFIED_CACHE_SIZE = 10_000
+MAX_SCOPES_PER_CREDENTIAL = 16
 
 
 def audit(event: str, **fields: Any) -> None:
     """One structured line per event; never a token or signature."""
     AUDIT.info("%s %s", event, " ".join(f"{k}={v}" for k, v in fields.items()))
+
+
+class TokenAuth(NamedTuple):
+    """What a verified token established for this request (a named tuple:
+    built on every signed request, and a frozen dataclass costs more)."""
+
+    kind: str  # "signed" (Mailslot token) or "zaqar" (URL-* headers)
+    project: str
+    jti: str | None = None
+    kid: str | None = None
+
+
+class Verified(NamedTuple):
+    """A verified credential as cached by ``KeySource.verify``."""
+
+    kid: str
+    grant: signing.Grant
+    valid_from: int  # signer.valid_window(grant): the time checks pass
+    valid_until: int  # for valid_from <= now < valid_until
+    auth: TokenAuth  # what the request gets once every check passed
+    # (operations, queue) pairs signing.authorize accepted (grants without
+    # CIDRs only: theirs depend on the peer address)
+    scopes: dict[tuple[tuple[str, ...], str], bool]
 
 
 class KeySource:
@@ -56,7 +80,7 @@ class KeySource:
         self._mtime: float | None = None
         self.ring = self._load()
         self._signer = self._build_signer(self.ring)
-        self._verified: dict[tuple[str, str], tuple[str, signing.Grant]] = {}
+        self._verified: dict[tuple[str, str], Verified] = {}
         self._verified_for: signing.GrantSigner | None = None
 
     def _load(self) -> signing.KeyRing | None:
@@ -88,15 +112,16 @@ class KeySource:
         self.current()
         return self._signer
 
-    def verify(self, source: str, value: str, now: float) -> tuple[str, signing.Grant]:
-        """Parse and verify a presented credential -> ``(kid, grant)``.
+    def verify(self, source: str, value: str, now: float) -> Verified:
+        """Parse and verify a presented credential.
 
         ``source`` is "header" (an ``Authorization`` value) or "query" (a
         ``kid:token``). Verified credentials are cached (bounded), keyed by
         the text presented: the same text always parses and decodes to the
         same grant, so a repeat request skips parsing, decoding and HMAC; the
-        time checks still run every time, and a key ring reload empties the
-        cache (a retired key stops working).
+        time checks still run every time (the grant's validity window, from
+        the signer), and a key ring reload empties the cache (a retired key
+        stops working).
         """
         signer = self.signer()
         if signer is None:
@@ -106,12 +131,14 @@ class KeySource:
         found = self._verified.get((source, value))
         if found is None:
             kid, token = _split_credential(source, value)
-            found = (kid, signer.verify(kid, token, now=now))
+            grant = signer.verify(kid, token, now=now)
+            found = Verified(kid, grant, *signer.valid_window(grant),
+                             TokenAuth("signed", grant.project, grant.jti, kid), {})
             if len(self._verified) >= VERIFIED_CACHE_SIZE:
                 self._verified.clear()
             self._verified[(source, value)] = found
-        else:
-            signer.check_times(found[1], now=now)
+        elif not found.valid_from <= now < found.valid_until:
+            signer.check_times(found.grant, now=now)  # raises, with the reason
         return found
 
     def _build_signer(self, ring: signing.KeyRing | None) -> signing.GrantSigner | None:
@@ -137,6 +164,15 @@ class RevocationCache:
         self._totals: dict[str, tuple[int, int]] = {}
         self._flushed = 0.0
 
+    def known_live(self, grant: signing.Grant, now: float) -> bool:
+        """True when fresh cached answers already say the grant is neither
+        re-keyed nor revoked: the common case, answered without an await."""
+        generation = self._generations.get((grant.project, grant.queue))
+        revoked = self._revoked.get(grant.jti)
+        return (generation is not None and revoked is not None
+                and now - generation[1] < self._ttl and now - revoked[1] < self._ttl
+                and generation[0] == grant.gen and not revoked[0])
+
     async def generation(self, project: str, queue: str) -> int:
         now, key = self._clock(), (project, queue)
         cached = self._generations.get(key)
@@ -155,26 +191,22 @@ class RevocationCache:
             self._revoked[jti] = cached
         return cached[0]
 
-    async def within_rate(self, jti: str, per_minute: int) -> bool:
+    async def within_rate(self, jti: str, per_minute: int, now: float) -> bool:
         """Count one use; False once the token's shared count passes the limit.
 
         Counts reach the store every ``RATE_FLUSH_EVERY`` local uses or
         ``revocation_cache_ttl`` seconds, so all workers together may
-        overshoot by at most that many requests per worker.
+        overshoot by at most that many requests per worker. Between flushes
+        the answer is local arithmetic (no await reaches the event loop).
         """
-        now = self._clock()
         window = int(now // RATE_WINDOW)
-        self._pending[jti] = self._pending.get(jti, 0) + 1
+        pending = self._pending[jti] = self._pending.get(jti, 0) + 1
         self._pending_total += 1
-        known_window, known = self._totals.get(jti, (window, 0))
-        if known_window != window:
-            known = 0
-        if (self._pending_total >= RATE_FLUSH_EVERY
-                or now - self._flushed >= self._ttl):
+        if self._pending_total >= RATE_FLUSH_EVERY or now - self._flushed >= self._ttl:
             await self._flush(now, window)
-            known = self._totals[jti][1]
-            return known <= per_minute
-        return known + self._pending[jti] <= per_minute
+            return self._totals[jti][1] <= per_minute
+        known_window, known = self._totals.get(jti, (window, 0))
+        return (known if known_window == window else 0) + pending <= per_minute
 
     async def _flush(self, now: float, window: int) -> None:
         pending, self._pending, self._pending_total = self._pending, {}, 0
@@ -183,16 +215,6 @@ class RevocationCache:
         self._totals = {jti: known for jti, known in self._totals.items()
                         if known[0] == window}
         self._totals.update((jti, (window, count)) for jti, count in totals.items())
-
-
-class TokenAuth(NamedTuple):
-    """What a verified token established for this request (a named tuple:
-    built on every signed request, and a frozen dataclass costs more)."""
-
-    kind: str  # "signed" (Mailslot token) or "zaqar" (URL-* headers)
-    project: str
-    jti: str | None = None
-    kid: str | None = None
 
 
 _EMPTY_TOKEN_PARAM = re.compile(rf"(?:^|&){TOKEN_PARAM}=(?:&|$)")
@@ -227,6 +249,29 @@ def _kid_or_dash(source: str, value: str) -> str:
         return "-"
 
 
+def _check_scope(req: falcon.Request, found: Verified, operations: tuple[str, ...],
+                 params: dict) -> None:
+    """The grant covers every operation on the routed queue, and any project
+    header names the grant's project. ``signing.authorize`` decides; its
+    acceptances are remembered per credential for grants without CIDRs."""
+    grant = found.grant
+    header_project = req.get_header("X-Project-ID")
+    if not operations or (header_project is not None and header_project != grant.project):
+        raise signing.InvalidToken("scope")
+    queue = params.get("queue_name")
+    if grant.cidrs:
+        # The peer address is looked up (falcon builds the access route for
+        # it) only for a grant bound to CIDRs: the one case authorize reads it.
+        for operation in operations:
+            signing.authorize(grant, grant.project, queue, operation,
+                              client_ip=req.remote_addr)
+    elif (operations, queue) not in found.scopes:
+        for operation in operations:
+            signing.authorize(grant, grant.project, queue, operation)
+        if len(found.scopes) < MAX_SCOPES_PER_CREDENTIAL:
+            found.scopes[(operations, queue)] = True
+
+
 class SignedAccess:
     """Falcon middleware; runs before ``ZaqarChecks``."""
 
@@ -257,24 +302,26 @@ class SignedAccess:
 
     async def _signed(self, req: falcon.Request, operations: tuple[str, ...],
                       params: dict, source: str, value: str) -> TokenAuth:
-        jti = None
+        now, found = self._clock(), None
         try:
-            kid, grant = self._keys.verify(source, value, self._clock())
-            if not operations:
-                raise signing.InvalidToken("scope")
-            jti = grant.jti
-            await self._check_grant(req, grant, operations, params)
+            found = self._keys.verify(source, value, now)
+            _check_scope(req, found, operations, params)
+            grant = found.grant
+            if grant.one_time or not self._cache.known_live(grant, now):
+                await self._check_live(grant)
         except signing.InvalidToken as ex:
             audit("refuse", reason=ex.reason, kid=_kid_or_dash(source, value),
-                  jti=jti or "-", method=req.method,
+                  jti=found.grant.jti if found else "-", method=req.method,
                   queue=params.get("queue_name", "-"), client=req.remote_addr)
             raise TokenRefused() from None
-        await self._count_use(req, grant.jti, kid, operations, grant.project, grant.queue)
-        return TokenAuth("signed", grant.project, grant.jti, kid)
+        await self._count_use(req, grant.jti, found.kid, operations, grant.project,
+                              grant.queue, now)
+        return found.auth
 
     async def _count_use(self, req: falcon.Request, jti: str, kid: str | None,
-                         operations: tuple[str, ...], project: str, queue: str) -> None:
-        if not await self._cache.within_rate(jti, self._settings.requests_per_minute):
+                         operations: tuple[str, ...], project: str, queue: str,
+                         now: float) -> None:
+        if not await self._cache.within_rate(jti, self._settings.requests_per_minute, now):
             audit("refuse", reason="rate", kid=kid or "-", jti=jti,
                   client=req.remote_addr)
             raise TooManyRequests("This signed URL has made too many requests;"
@@ -284,17 +331,8 @@ class SignedAccess:
             audit("use", kid=kid or "-", jti=jti, op=",".join(operations),
                   project=project, queue=queue, client=req.remote_addr)
 
-    async def _check_grant(self, req: falcon.Request, grant: signing.Grant,
-                           operations: tuple[str, ...], params: dict) -> None:
-        header_project = req.get_header("X-Project-ID")
-        if header_project is not None and header_project != grant.project:
-            raise signing.InvalidToken("scope")
-        # The peer address is looked up (falcon builds the access route for
-        # it) only for a grant bound to CIDRs: the one case authorize reads it.
-        client_ip = req.remote_addr if grant.cidrs else None
-        for operation in operations:
-            signing.authorize(grant, grant.project, params.get("queue_name"),
-                              operation, client_ip=client_ip)
+    async def _check_live(self, grant: signing.Grant) -> None:
+        """Not re-keyed, not revoked, and (one-time tokens) not used before."""
         if await self._cache.generation(grant.project, grant.queue) != grant.gen:
             raise signing.InvalidToken("revoked")
         if await self._cache.is_revoked(grant.jti):
@@ -325,7 +363,8 @@ class SignedAccess:
                   path=req.path, client=req.remote_addr)
             raise SignatureRejected() from None
         signature_id = zaqar_signature_id(signature)
-        await self._count_use(req, signature_id, None, operations, project, queue)
+        await self._count_use(req, signature_id, None, operations, project, queue,
+                              self._clock())
         return TokenAuth("zaqar", project, signature_id)
 
 

@@ -355,6 +355,10 @@ async def test_another_queue_of_the_same_project_is_refused(env):
     await env.holder.create_queue("theirs")
     await env.holder.post_bodies("theirs", "secret")
     grant = await env.mint("mine")
+    for via in ("query", "header"):
+        # accepted first: an accepted scope is remembered per credential,
+        # and must not open anything else
+        assert_ok(await env.post_as_token("mine", grant, via=via), 201)
     for method, path, kw in [
             ("GET", "/v2/queues/theirs/messages", {}),
             ("POST", "/v2/queues/theirs/messages",
@@ -364,6 +368,7 @@ async def test_another_queue_of_the_same_project_is_refused(env):
         for via in ("query", "header"):
             assert_refused(await env.use(method, path, grant, via=via, **kw))
     assert await env.total("theirs") == 1
+    assert await env.total("mine") == 2
 
 
 @pytest.mark.parametrize("header", ["X-Project-ID", "x-project-id"])
@@ -373,11 +378,12 @@ async def test_a_different_project_header_is_refused(env, header):
     await other.create_queue("q1")
     grant = await env.mint("q1")
     for via in ("query", "header"):
+        assert_ok(await env.post_as_token("q1", grant, via=via), 201)
         assert_refused(await env.post_as_token(
             "q1", grant, via=via, headers={header: other.project}))
         assert_refused(await env.use("GET", "/v2/queues/q1/messages", grant, via=via,
                                      headers={header: other.project}))
-    assert await env.total("q1") == 0
+    assert await env.total("q1") == 2
     assert (await other.list_messages("q1", echo=True))["messages"] == []
 
 

@@ -193,6 +193,32 @@ def test_iat_in_future_beyond_leeway(signer):
     signer.verify("k1", token, now=NOW + 1)
 
 
+@pytest.mark.parametrize("minted_at, not_before, ttl, max_ttl", [
+    (NOW, None, 60, 3600),           # plain
+    (NOW + 31, None, 60, 3600),      # issued "in the future" (clock skew)
+    (NOW, NOW + 40, 60, 3600),       # not before, inside the leeway at first
+    (NOW, NOW + 5, 20, 3600),        # nbf close to exp
+    (NOW, None, 601, 600),           # lifetime over the verifier's cap: never
+])
+def test_valid_window_is_check_times(signer, minted_at, not_before, ttl, max_ttl):
+    """``start <= now < end`` decides exactly as check_times, for int and
+    float clocks, second by second around every edge."""
+    _, grant = signer.mint("p", "q", ["read"], now=minted_at, ttl=ttl,
+                           not_before=not_before)
+    verifier = GrantSigner(ring(("k1", SECRET_1, "active")), max_ttl=max_ttl,
+                           default_ttl=min(60, max_ttl))
+    start, end = verifier.valid_window(grant)
+    for second in range(NOW - 60, NOW + 120):
+        for now in (second, second + 0.25, second - 0.25):
+            try:
+                verifier.check_times(grant, now=now)
+                accepted = True
+            except InvalidToken:
+                accepted = False
+            assert (start <= now < end) == accepted, now
+    assert (start < end) == (max_ttl >= ttl)
+
+
 def test_lifetime_over_hard_cap_refused_even_if_validly_signed():
     signer = GrantSigner(ring(("k1", SECRET_1, "active")), max_ttl=HARD_MAX_TTL)
     ok = forge(good_claims(exp=NOW + HARD_MAX_TTL))
