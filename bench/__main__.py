@@ -369,9 +369,17 @@ def flat_cost_s(run: Run) -> float:
 
 
 def run_flat(run: Run, target: Target) -> None:
-    """POST 1 x 1 KB on fresh queues vs a queue of --flat-depth messages, and
-    claim+delete at constant depth on a --cycle-depth vs the deep queue; each
-    pair in ABBA order with --flat-seconds runs; the targets use the means."""
+    """Claim+delete at constant depth on a --cycle-depth queue vs a queue of
+    --flat-depth messages, then POST 1 x 1 KB on fresh queues vs that deep
+    queue; each pair in ABBA order with --flat-seconds runs; the targets use
+    the means.
+
+    Claim+delete goes first so that it measures the deep queue at
+    --flat-depth: the POST runs add ~50,000 messages each, and past 2**20
+    (1,048,576) every hash table of the queue doubles, after which Redis
+    rehashes them incrementally, a step per operation on them, costing ~60%
+    more Redis CPU per request until the ~1M entries have moved (bench/README,
+    "Flat cost"; ``python -m bench.rehash``)."""
     args = run.args
     if run.time_left() < flat_cost_s(run) + FLAT_FILL_S:
         run.skipped.append(f"flat-cost runs of {target.stack} (time budget)")
@@ -386,8 +394,8 @@ def run_flat(run: Run, target: Target) -> None:
     small = run.queue(f"{target.kind[0]}-small")
     post, cycle = {"a": (None, 0, "fresh"), "b": (deep, args.flat_depth, "deep")}, {
         "a": (small, args.cycle_depth, "small"), "b": (deep, args.flat_depth, "deep")}
-    for name, scenario, plan in [("flat_post_1x1KB", SCENARIOS["post_1x1KB"], post),
-                                 ("flat_claim_delete", CYCLE, cycle)]:
+    for name, scenario, plan in [("flat_claim_delete", CYCLE, cycle),
+                                 ("flat_post_1x1KB", SCENARIOS["post_1x1KB"], post)]:
         for key in FLAT_ORDER:
             queue, depth, label = plan[key]
             measure_clean(run, target, name, scenario, queue=queue, depth=depth,
@@ -400,17 +408,23 @@ def signed_cost_s(run: Run) -> float:
 
 def run_signed(run: Run, target: Target) -> None:
     """POST 1 x 1 KB through a signed URL vs with account headers, in ABBA
-    order on one queue with --flat-seconds runs; the target uses the means."""
+    order with --flat-seconds runs; the target uses the means.
+
+    Each run posts to a new queue (and a credential minted for it). On one
+    shared queue the middle runs, the signed ones, were the runs in which the
+    queue grew past 2**16 and 2**17 messages, and so paid for Redis rehashing
+    the queue's tables (see run_flat): an A/A pair, unsigned in all four
+    runs, read 0.90 that way."""
     if run.time_left() < signed_cost_s(run):
         run.skipped.append(f"signed-vs-unsigned runs of {target.stack} (time budget)")
         run.planned -= signed_cost_s(run)
         return
-    queue = run.queue(f"{target.kind[0]}-signed")
     plan = {"a": ("post_1x1KB", "unsigned"), "b": ("post_1x1KB_signed", "signed")}
     for key in FLAT_ORDER:
         scenario, label = plan[key]
-        measure_clean(run, target, "signed_pair", SCENARIOS[scenario], queue=queue,
-                      label=label, seconds=run.args.flat_seconds)
+        measure_clean(run, target, "signed_pair", SCENARIOS[scenario],
+                      queue=run.queue(f"{target.kind[0]}-signed-{key}"), label=label,
+                      seconds=run.args.flat_seconds)
 
 
 # ---------------------------------------------------------------- targets

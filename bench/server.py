@@ -115,13 +115,13 @@ class Managed:
 class RedisServer(Managed):
     name = "redis-server"
 
-    def __init__(self, workdir: str) -> None:
+    def __init__(self, workdir: str, extra_args: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.dir = pathlib.Path(workdir) / f"redis-{self.port}"
         self.dir.mkdir(parents=True)
         self._spawn(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                      "--save", "", "--appendonly", "no", "--daemonize", "no",
-                     "--dir", str(self.dir), "--protected-mode", "yes"],
+                     "--dir", str(self.dir), "--protected-mode", "yes", *extra_args],
                     self.dir / "redis.log")
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
