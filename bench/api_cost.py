@@ -42,6 +42,8 @@ import sys
 import tempfile
 import time
 
+from bench.server import RedisServer
+
 RESULTS = pathlib.Path(__file__).parent / "results"
 KINDS = ("post_unsigned", "post_signed")
 PROJECT, QUEUE = "bench", "api-cost"
@@ -142,8 +144,6 @@ def _env(redis_uri: str) -> dict:
 def measure(small: int, large: int) -> dict[str, float]:
     """k instructions per request of each kind (two callgrind runs each, two
     at a time: the counts do not depend on what else runs)."""
-    from bench.server import RedisServer
-
     with tempfile.TemporaryDirectory(prefix="mailslot-api-cost-") as tmp:
         with RedisServer(tmp) as redis:
             env = _env(redis.uri())

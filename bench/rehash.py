@@ -34,18 +34,18 @@ import tempfile
 import redis
 
 from bench import cpu, wrk
+from bench.__main__ import PROJECT
 from bench.client import Client
 from bench.server import MailslotServer, RedisServer
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 STRUCTURES = ("bodies", "records", "messages", "free", "expiry")
-PROJECT = "bench"
 
 
 def rehashing(port: int, queue: str) -> list[str]:
     """The queue's structures whose table is being rehashed."""
     found = []
-    with redis.Redis(port=port, decode_responses=True) as client:
+    with redis.Redis(host="127.0.0.1", port=port, decode_responses=True) as client:
         for key in client.scan_iter(match=f"*{{{PROJECT}/{queue}}}:*", count=1000):
             structure = key.rsplit(":", 1)[1]
             if structure in STRUCTURES and "Hash table 1 stats" in client.execute_command(
