@@ -45,7 +45,8 @@ class FreezeStartupHeap:
 
 
 class Lifecycle:
-    """Closes the store when the worker shuts down."""
+    """Closes the store when the worker shuts down (after every other
+    middleware's shutdown: it is first in the list)."""
 
     def __init__(self, storage: Driver) -> None:
         self._storage = storage
@@ -64,9 +65,12 @@ def create_app(settings: Settings, storage: Driver,
         raise ConfigError("dispatch.require_confirmation needs signing keys"
                           " (signing.keys_file or MAILSLOT_SIGNING_KEYS) to sign"
                           " the confirmation links")
+    # Lifecycle first: falcon runs shutdown handlers in reverse order, so the
+    # store closes after SignedAccess has sent its last use counts.
     app = falcon.asgi.App(middleware=[
-        RequestId(), SignedAccess(settings.signing, keys, storage, clock),
-        ZaqarChecks(settings.transport), Lifecycle(storage)])
+        Lifecycle(storage), RequestId(),
+        SignedAccess(settings.signing, keys, storage, clock),
+        ZaqarChecks(settings.transport)])
     app.req_options.auto_parse_qs_csv = True
     app.req_options.keep_blank_qs_values = False
     app.req_options.strip_url_path_trailing_slash = False

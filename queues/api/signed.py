@@ -9,14 +9,17 @@ Scope is checked against the router's parsed ``queue_name`` and the route's
 operation (``grant_ops`` on the resource), never against path strings.
 Revocation state (queue generation, jti deny-list, key file) is cached per
 worker for at most ``signing.revocation_cache_ttl`` seconds: the documented
-bound on how late a revocation takes effect. Per-token request counts are
-batched and shared through the store.
+bound on how late a revocation takes effect, and re-read in the background
+before it expires. Per-token request counts are batched and shared through
+the store, also in the background: in the common case a signed request never
+waits for the store more than an unsigned one does.
 """
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 import functools
+import hashlib
 import logging
 import os
 import random
@@ -28,9 +31,10 @@ from typing import Any, Callable, NamedTuple
 import falcon
 
 import signing
+from queues.api.ttl_cache import TtlCache
 from queues.config import SigningSettings
 from queues.errors import ConfigError, SignatureRejected, TokenRefused, TooManyRequests
-from queues.storage.base import Driver
+from queues.storage.base import Driver, GrantStore
 
 AUDIT = logging.getLogger("mailslot.audit")
 TOKEN_PARAM = "token"
@@ -150,71 +154,124 @@ class KeySource:
 
 
 class RevocationCache:
-    """Queue generations and deny-list answers, cached for a bounded time,
-    and per-token request counters flushed to the store in batches."""
+    """Queue generations and deny-list answers, stale for at most ``ttl``
+    seconds, read off the request path (``TtlCache``)."""
 
     def __init__(self, storage: Driver, ttl: float, clock: Callable[[], float]) -> None:
-        self._storage = storage
-        self._ttl = ttl
-        self._clock = clock
-        self._generations: dict[tuple[str, str], tuple[int, float]] = {}
-        self._revoked: dict[str, tuple[bool, float]] = {}
-        self._pending: dict[str, int] = {}
-        self._pending_total = 0
-        self._totals: dict[str, tuple[int, int]] = {}
-        self._flushed = 0.0
+        grants = storage.grants
+        self._generations: TtlCache[tuple[str, str], int] = TtlCache(
+            lambda key: grants.generation(*key), ttl, clock)
+        self._revoked: TtlCache[str, bool] = TtlCache(
+            lambda jti: _is_denied(grants, jti), ttl, clock)
 
     def known_live(self, grant: signing.Grant, now: float) -> bool:
         """True when fresh cached answers already say the grant is neither
         re-keyed nor revoked: the common case, answered without an await."""
-        generation = self._generations.get((grant.project, grant.queue))
-        revoked = self._revoked.get(grant.jti)
-        return (generation is not None and revoked is not None
-                and now - generation[1] < self._ttl and now - revoked[1] < self._ttl
-                and generation[0] == grant.gen and not revoked[0])
+        return (self._generations.fresh((grant.project, grant.queue), now) == grant.gen
+                and self._revoked.fresh(grant.jti, now) is False)
 
     async def generation(self, project: str, queue: str) -> int:
-        now, key = self._clock(), (project, queue)
-        cached = self._generations.get(key)
-        if cached is None or now - cached[1] >= self._ttl:
-            cached = (await self._storage.grants.generation(project, queue), now)
-            self._generations[key] = cached
-        return cached[0]
+        return await self._generations.get((project, queue))
 
     async def is_revoked(self, jti: str) -> bool:
-        now = self._clock()
-        cached = self._revoked.get(jti)
-        if cached is None or now - cached[1] >= self._ttl:
-            cached = (jti in await self._storage.grants.revoked([jti]), now)
-            if len(self._revoked) > 100_000:
-                self._revoked.clear()
-            self._revoked[jti] = cached
-        return cached[0]
+        return await self._revoked.get(jti)
 
-    async def within_rate(self, jti: str, per_minute: int, now: float) -> bool:
-        """Count one use; False once the token's shared count passes the limit.
+    async def drain(self) -> None:
+        await self._generations.drain()
+        await self._revoked.drain()
 
-        Counts reach the store every ``RATE_FLUSH_EVERY`` local uses or
-        ``revocation_cache_ttl`` seconds, so all workers together may
-        overshoot by at most that many requests per worker. Between flushes
-        the answer is local arithmetic (no await reaches the event loop).
-        """
+
+async def _is_denied(grants: GrantStore, jti: str) -> bool:
+    return jti in await grants.revoked([jti])
+
+
+class UseCounter:
+    """Per-token request counts, shared by all workers through the store.
+
+    Each worker counts uses locally and sends them to the store every
+    ``RATE_FLUSH_EVERY`` uses or ``ttl`` seconds, in the background: no
+    request waits for the send (why that matters: ``queues.api.ttl_cache``).
+    A use is allowed while the shared total the last send returned plus this
+    worker's uses since then (sends in flight included) stays within the
+    limit, so a worker never overshoots on its own; all workers together may
+    overshoot by the uses the others have not sent yet, or sent after this
+    worker's last send: about one batch, at most two (one in flight, one
+    pending), per other worker. A send that fails keeps its counts for the
+    next one. With ``ttl == 0`` every use is sent and awaited: exact counts.
+    """
+
+    def __init__(self, grants: GrantStore, ttl: float, clock: Callable[[], float]) -> None:
+        self._grants = grants
+        self._ttl = ttl
+        self._clock = clock
+        self._pending: dict[str, int] = {}
+        self._pending_total = 0
+        self._sending: dict[str, int] = {}
+        self._totals: dict[str, tuple[int, int]] = {}  # jti -> (window, shared total)
+        self._next_send = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def within(self, jti: str, per_minute: int, now: float) -> bool:
+        """Count one use of ``jti``; False once its total passes the limit."""
         window = int(now // RATE_WINDOW)
-        pending = self._pending[jti] = self._pending.get(jti, 0) + 1
+        self._pending[jti] = self._pending.get(jti, 0) + 1
         self._pending_total += 1
-        if self._pending_total >= RATE_FLUSH_EVERY or now - self._flushed >= self._ttl:
-            await self._flush(now, window)
-            return self._totals[jti][1] <= per_minute
-        known_window, known = self._totals.get(jti, (window, 0))
-        return (known if known_window == window else 0) + pending <= per_minute
+        if self._ttl <= 0:
+            await self._send(window)
+        elif self._task is None and (self._pending_total >= RATE_FLUSH_EVERY
+                                     or now >= self._next_send):
+            self._next_send = now + self._ttl
+            self._task = asyncio.get_running_loop().create_task(
+                self._send_in_background(window))
+        return self._total(jti, window) <= per_minute
 
-    async def _flush(self, now: float, window: int) -> None:
-        pending, self._pending, self._pending_total = self._pending, {}, 0
-        self._flushed = now
-        totals = await self._storage.grants.count_uses(pending, RATE_WINDOW)
+    async def drain(self) -> None:
+        """At shutdown: wait for the send in flight, then send what is left."""
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._pending:
+            await self._send(int(self._clock() // RATE_WINDOW))
+
+    def _total(self, jti: str, window: int) -> int:
+        known_window, known = self._totals.get(jti, (window, 0))
+        return ((known if known_window == window else 0) + self._sending.get(jti, 0)
+                + self._pending.get(jti, 0))
+
+    async def _send_in_background(self, window: int) -> None:
+        try:
+            await self._send(window)
+        except Exception as ex:  # noqa: BLE001 - kept for the next send
+            logging.getLogger("mailslot.api").warning(
+                "signed-URL use counts not sent (%s); kept for the next send",
+                type(ex).__name__)
+        finally:
+            self._task = None
+
+    async def _send(self, window: int) -> None:
+        batch, self._pending, self._pending_total = self._pending, {}, 0
+        _add(self._sending, batch, 1)
+        try:
+            totals = await self._grants.count_uses(batch, RATE_WINDOW)
+        except BaseException:
+            _add(self._pending, batch, 1)
+            self._pending_total += sum(batch.values())
+            raise
+        finally:
+            _add(self._sending, batch, -1)
         self._totals = {jti: known for jti, known in self._totals.items()
                         if known[0] == window}
-        self._totals.update((jti, (window, count)) for jti, count in totals.items())
+        for jti, count in totals.items():  # totals only grow within a window
+            known_window, known = self._totals.get(jti, (window, 0))
+            self._totals[jti] = (window, max(count, known))
+
+
+def _add(counts: dict[str, int], amounts: dict[str, int], sign: int) -> None:
+    for jti, amount in amounts.items():
+        left = counts.get(jti, 0) + sign * amount
+        if left:
+            counts[jti] = left
+        else:
+            counts.pop(jti, None)
 
 
 _EMPTY_TOKEN_PARAM = re.compile(rf"(?:^|&){TOKEN_PARAM}=(?:&|$)")
@@ -281,7 +338,15 @@ class SignedAccess:
         self._keys = keys
         self._storage = storage
         self._cache = RevocationCache(storage, settings.revocation_cache_ttl, clock)
+        self._uses = UseCounter(storage.grants, settings.revocation_cache_ttl, clock)
         self._clock = clock
+
+    async def process_shutdown(self, scope: dict, event: dict) -> None:
+        """Finish the store reads and use counts in flight, before the
+        store closes (``Lifecycle`` is first in the list: its shutdown runs
+        last)."""
+        await self._cache.drain()
+        await self._uses.drain()
 
     async def process_resource(self, req: falcon.Request, resp: falcon.Response,
                                resource: object, params: dict) -> None:
@@ -321,7 +386,7 @@ class SignedAccess:
     async def _count_use(self, req: falcon.Request, jti: str, kid: str | None,
                          operations: tuple[str, ...], project: str, queue: str,
                          now: float) -> None:
-        if not await self._cache.within_rate(jti, self._settings.requests_per_minute, now):
+        if not await self._uses.within(jti, self._settings.requests_per_minute, now):
             audit("refuse", reason="rate", kid=kid or "-", jti=jti,
                   client=req.remote_addr)
             raise TooManyRequests("This signed URL has made too many requests;"
