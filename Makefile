@@ -25,11 +25,14 @@ install-test: $(VENV)/bin/python
 serve: install
 	$(VENV)/bin/mailslot serve
 
-## Install the test servers (redis-server, the MongoDB-wire server) if missing.
+## Install the test servers (redis-server, the MongoDB-wire server) and wrk
+## (the bench's load generator; tests drive its scripts) if missing.
 test-deps:
-	@command -v redis-server >/dev/null 2>&1 || { \
-	  echo "installing redis-server"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
+	@missing=""; \
+	  command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	  command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+	  [ -z "$$missing" ] || { echo "installing$$missing"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; }
 	@# SecantusDB (GPL) is a test tool only: its own venv, never a dependency.
 	@[ -x $(MONGO_VENV)/bin/python ] || $(PYTHON) -m venv $(MONGO_VENV)
 	@$(MONGO_VENV)/bin/python -c "import importlib.metadata as m, sys; \

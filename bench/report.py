@@ -33,10 +33,15 @@ DASH = "–"
 
 # Table order; scenarios found in a file but not listed here follow them.
 SCENARIO_ORDER = ["ping", "post_1x1KB", "post_10x1KB", "claim_delete", "list_10",
-                  "post_1x1KB_signed", "signed_pair", "flat_post_1x1KB",
+                  "post_1x1KB_signed", "signed_interleaved", "signed_pair", "flat_post_1x1KB",
                   "flat_claim_delete"]
 # Scenarios run as ABBA pairs of labelled runs; their target compares the means.
 PAIRED_ABOUT = {
+    "signed_interleaved": "POST 1 x 1 KB through a signed URL (`Authorization: Signed ...`,"
+                          " no account headers) vs with account headers, interleaved in"
+                          " time within one wrk run: phases in U S S U blocks, each counted"
+                          " after a guard (`bench/interleaved.py`). A row is one kind over"
+                          " its phases; p50/p99 are wrk's, of both kinds together",
     "signed_pair": "POST 1 x 1 KB to one queue through a signed URL (`Authorization:"
                    " Signed ...`, no account headers) vs with account headers (ABBA"
                    " order, `--flat-seconds` each)",
@@ -149,6 +154,12 @@ def rows_of(data: dict, scenario: str) -> list[dict]:
     """Rows of one scenario: Mailslot stacks in file order, then Zaqar."""
     rows = [r for r in data.get("results", []) if r.get("scenario") == scenario]
     return [r for r in rows if not is_zaqar(r)] + [r for r in rows if is_zaqar(r)]
+
+
+def phases_of(rows: list[dict]) -> list[dict]:
+    """The phases an interleaved run's rows carry (``ab.phases``), in time order."""
+    return sorted((p for r in rows for p in (r.get("ab") or {}).get("phases", [])),
+                  key=lambda p: p["phase"])
 
 
 def zaqar_row(data: dict, scenario: str) -> dict | None:
@@ -280,7 +291,28 @@ def scenario_section(data: dict, scenario: str, about: dict[str, str]) -> list[s
     if any(r.get("lopsided") and extra_processes(r) for r in rows):
         notes.append(EXTRA_NOTE)
     notes += [f"Skipped: {s}." for s in skipped_for(data, scenario)]
-    return lines + ([""] + notes if notes else []) + [""]
+    return lines + ([""] + notes if notes else []) + [""] + phases_section(rows)
+
+
+def phases_section(rows: list[dict]) -> list[str]:
+    """The phases of an interleaved run, in time order, and its block ratios."""
+    phases = phases_of(rows)
+    if not phases:
+        return []
+    signed = next((r["ab"] for r in rows if r.get("depth_label") == "signed"), {})
+    lines = [f"Phases of the interleaved run ({signed.get('period_s')} s each, the first"
+             f" {signed.get('guard_s')} s of each not counted):", ""]
+    lines += table(["phase", "kind", "msgs/s", "server CPU µs/msg", "redis CPU µs/msg",
+                    "server cores", "foreign cores"],
+                   [[p["phase"], p["kind"], num(p["messages_per_s"]),
+                     num(p.get("server_cpu_us_per_message"), 1),
+                     num(p.get("db_cpu_us_per_message"), 1), num(p.get("server_cores"), 2),
+                     num(p.get("foreign_cores"), 2)] for p in phases])
+    blocks = ", ".join(f"{b:.3f}" for b in signed.get("blocks", []))
+    lines += ["", f"Signed/unsigned messages per U S S U block: {blocks or DASH}; the ratio"
+              f" of the means {raw(signed.get('ratio'))}, 95% interval"
+              f" {raw(signed.get('interval'))} (resampling whole blocks).", ""]
+    return lines
 
 
 def targets_section(data: dict) -> list[str]:
@@ -781,6 +813,31 @@ def chart_delivery(data: dict, path: pathlib.Path) -> bool:
     return _save(plt, fig, path)
 
 
+KIND_COLOURS = {"unsigned": "#1f77b4", "signed": "#ff7f0e"}
+
+
+def chart_interleaved(data: dict, path: pathlib.Path) -> bool:
+    """One bar per phase of the interleaved run, coloured by kind, with each
+    kind's mean as a line: the ratio in the context of the noise."""
+    phases = phases_of(rows_of(data, "signed_interleaved"))
+    if not phases:
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10, 4))
+    for p in phases:
+        ax.bar(p["phase"], p["messages_per_s"], 0.8, color=KIND_COLOURS[p["kind"]])
+    for kind, colour in KIND_COLOURS.items():
+        rates = [p["messages_per_s"] for p in phases if p["kind"] == kind]
+        mean = sum(rates) / len(rates)
+        ax.axhline(mean, color=colour, linestyle="--", linewidth=1,
+                   label=f"{kind}: mean {mean:,.0f} msgs/s")
+    ax.set_xlabel("phase (U S S U blocks, in time order)")
+    ax.set_ylabel("POST messages / s")
+    ax.set_title("Signed vs unsigned POST, interleaved in one wrk run")
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(plt, fig, path)
+
+
 # ---------------------------------------------------------------- report
 
 def render(data: dict | None, path: pathlib.Path | None, delivery: dict | None,
@@ -804,6 +861,8 @@ def render(data: dict | None, path: pathlib.Path | None, delivery: dict | None,
             lines += [f"![messages per second by scenario]({charts['msgs']})", ""]
         for scenario in scenarios_of(data):
             lines += scenario_section(data, scenario, about)
+            if scenario == "signed_interleaved" and "interleaved" in charts:
+                lines += [f"![signed vs unsigned phases]({charts['interleaved']})", ""]
         lines += targets_section(data)
         if "targets" in charts:
             lines += [f"![targets: ratio vs goal]({charts['targets']})", ""]
@@ -817,6 +876,7 @@ def write_charts(data: dict | None, delivery: dict | None,
     """Draw every chart there is data for; returns name -> relative link."""
     plans = [("msgs", "throughput-msgs.png", data, chart_msgs),
              ("targets", "targets.png", data, chart_targets),
+             ("interleaved", "signed-interleaved.png", data, chart_interleaved),
              ("delivery", "delivery-latency.png", delivery, chart_delivery)]
     links = {}
     for name, filename, source, draw in plans:

@@ -23,6 +23,8 @@ class WrkResult:
     cpu_s: float
     # key=value pairs of the script's "BENCH ..." line (claim/list counters)
     counters: dict = dataclasses.field(default_factory=dict)
+    # per-phase lists of a "BENCH_AB ok=n0,n1,... bad=..." line (post1_ab.lua)
+    phases: dict = dataclasses.field(default_factory=dict)
 
 
 def _ms(value: str, unit: str) -> float:
@@ -45,22 +47,50 @@ def parse(output: str) -> dict:
     line = re.search(r"^BENCH (.*)$", output, re.M)
     if line:
         counters = {k: int(v) for k, v in re.findall(r"(\w+)=(-?\d+)", line.group(1))}
+    phases = {}
+    line = re.search(r"^BENCH_AB (.*)$", output, re.M)
+    if line:
+        phases = {k: [int(n) for n in v.split(",") if n]
+                  for k, v in re.findall(r"(\w+)=([\d,]*)", line.group(1))}
     return {"requests_per_s": rate, "p50_ms": pick("50"), "p99_ms": pick("99"),
             "requests": total, "errors": errors,
-            "non_2xx": int(non_2xx.group(1)) if non_2xx else 0, "counters": counters}
+            "non_2xx": int(non_2xx.group(1)) if non_2xx else 0, "counters": counters,
+            "phases": phases}
+
+
+class Running:
+    """A wrk run started in the background; ``wait()`` parses its report."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], seconds: int) -> None:
+        self._before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self._seconds = seconds
+        self._process = subprocess.Popen(argv, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True, env=env)
+
+    def wait(self) -> WrkResult:
+        try:
+            stdout, stderr = self._process.communicate(timeout=self._seconds + 30)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.communicate()
+            raise RuntimeError("wrk did not finish") from None
+        if self._process.returncode != 0:
+            raise RuntimeError(f"wrk failed: {stderr.strip()}")
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - self._before.ru_utime) + (after.ru_stime - self._before.ru_stime)
+        return WrkResult(**parse(stdout), cpu_s=cpu)
+
+
+def start(url: str, script: str, *, seconds: int, connections: int,
+          env: dict[str, str] | None = None) -> Running:
+    """Start one wrk run (1 thread, leaving the cores to the server)."""
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
+            "--latency", "-s", str(SCRIPTS / script), url]
+    return Running(argv, {**os.environ, "BENCH_SCRIPTS": str(SCRIPTS), **(env or {})},
+                   seconds)
 
 
 def run(url: str, script: str, *, seconds: int, connections: int,
         env: dict[str, str] | None = None) -> WrkResult:
-    """One wrk run (1 thread, leaving the cores to the server)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    completed = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
-         "--latency", "-s", str(SCRIPTS / script), url],
-        capture_output=True, text=True, timeout=seconds + 30,
-        env={**os.environ, "BENCH_SCRIPTS": str(SCRIPTS), **(env or {})})
-    if completed.returncode != 0:
-        raise RuntimeError(f"wrk failed: {completed.stderr.strip()}")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return WrkResult(**parse(completed.stdout), cpu_s=cpu)
+    """One wrk run, waited for."""
+    return start(url, script, seconds=seconds, connections=connections, env=env).wait()

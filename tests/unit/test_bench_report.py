@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import asyncio
 import json
 import os
@@ -267,3 +268,63 @@ def test_a_noisy_delivery_run_is_repeated_once_and_the_quieter_kept(monkeypatch)
     row = asyncio.run(bench_delivery.measure_quiet(None, 500, args, None))
     assert row == {"foreign_before": 0.0, "rate": 500, "foreign_cores": 0.2,
                    "repeated": True, "noisy": False}
+
+
+def _interleaved_rows() -> list[dict]:
+    """Rows as bench.__main__._signed_rows writes them (the keys the report
+    and the check read), from 8 synthetic U S S U phases."""
+    from bench import interleaved
+
+    counts = [1000, 940, 960, 1000, 980, 930, 950, 990]
+    phases = [{"phase": p, "kind": interleaved.kind_of(p), "ok": n, "bad": 0,
+               "messages_per_s": round(n / 0.85, 1), "server_cores": 1.4,
+               "db_cores": 0.3, "server_cpu_us_per_message": 120.0,
+               "db_cpu_us_per_message": 30.0, "foreign_cores": 0.05}
+              for p, n in enumerate(counts)]
+    rows = []
+    for kind in interleaved.KINDS:
+        figures = interleaved.summary(phases, kind)
+        rows.append({"stack": "mailslot-redis", "store": "redis", "server": "mailslot",
+                     "scenario": "signed_interleaved", "depth_label": kind,
+                     "requests_per_s": figures["messages_per_s"],
+                     "messages_per_s": figures["messages_per_s"], "p50_ms": 6.0,
+                     "p99_ms": 15.0, "server_cpu_us_per_request": 120.0,
+                     "server_cpu_us_per_message": 120.0 if kind == "unsigned" else 126.0,
+                     "foreign_cores": 0.05, "noisy": False, "lopsided": False,
+                     "ab": {"period_s": 1.0, "guard_s": 0.15,
+                            "phases": [p for p in phases if p["kind"] == kind],
+                            "ratio": None, "blocks": interleaved.block_ratios(phases),
+                            "interval": interleaved.interval(phases)}})
+    signed, unsigned = rows[1], rows[0]
+    signed["ab"]["ratio"] = round(signed["messages_per_s"] / unsigned["messages_per_s"], 3)
+    return rows
+
+
+def test_interleaved_signed_run_is_judged_and_reported(tmp_path):
+    from bench.__main__ import checks
+
+    rows = _interleaved_rows()
+    [check] = [c for c in checks(rows, ["redis"]) if "signed" in c.label]
+    assert check.label == "mailslot-redis signed / unsigned POST msgs/s"
+    assert check.value == pytest.approx((940 + 960 + 930 + 950) / (1000 + 1000 + 980 + 990),
+                                        abs=0.001)
+    assert check.verdict() == "PASS" and "2 ABBA blocks" in check.detail
+    assert "server CPU/msg signed/unsigned 1.05" in check.detail
+    throughput = tmp_path / "2026-01-01T000100.json"
+    throughput.write_text(json.dumps({
+        "results": rows, "settings": {"scenarios": ["ping"]},
+        "targets": [dataclasses.asdict(check) | {"verdict": check.verdict()}]}))
+    out = tmp_path / "r.md"
+    files = report.generate(throughput, None, out)
+    text = out.read_text()
+    assert "### `signed_interleaved`" in text
+    assert lines_with(text, "| mailslot-redis @signed |")
+    # every phase in time order, each with its kind
+    phase_lines = [line for line in text.splitlines() if line.startswith("| ")
+                   and ("| unsigned |" in line or "| signed |" in line)]
+    assert [line.split(" | ")[1] for line in phase_lines] == [
+        "unsigned", "signed", "signed", "unsigned"] * 2
+    assert f"ratio of the means {check.value}" in text
+    assert "![signed vs unsigned phases](r/signed-interleaved.png)" in text
+    chart = tmp_path / "r" / "signed-interleaved.png"
+    assert chart in files and chart.read_bytes().startswith(PNG_SIGNATURE)
