@@ -158,11 +158,10 @@ class RevocationCache:
     seconds, read off the request path (``TtlCache``)."""
 
     def __init__(self, storage: Driver, ttl: float, clock: Callable[[], float]) -> None:
-        grants = storage.grants
         self._generations: TtlCache[tuple[str, str], int] = TtlCache(
-            lambda key: grants.generation(*key), ttl, clock)
+            lambda key: storage.grants.generation(*key), ttl, clock)
         self._revoked: TtlCache[str, bool] = TtlCache(
-            lambda jti: _is_denied(grants, jti), ttl, clock)
+            lambda jti: _is_denied(storage.grants, jti), ttl, clock)
 
     def known_live(self, grant: signing.Grant, now: float) -> bool:
         """True when fresh cached answers already say the grant is neither
@@ -200,8 +199,8 @@ class UseCounter:
     next one. With ``ttl == 0`` every use is sent and awaited: exact counts.
     """
 
-    def __init__(self, grants: GrantStore, ttl: float, clock: Callable[[], float]) -> None:
-        self._grants = grants
+    def __init__(self, storage: Driver, ttl: float, clock: Callable[[], float]) -> None:
+        self._storage = storage
         self._ttl = ttl
         self._clock = clock
         self._pending: dict[str, int] = {}
@@ -251,7 +250,7 @@ class UseCounter:
         batch, self._pending, self._pending_total = self._pending, {}, 0
         _add(self._sending, batch, 1)
         try:
-            totals = await self._grants.count_uses(batch, RATE_WINDOW)
+            totals = await self._storage.grants.count_uses(batch, RATE_WINDOW)
         except BaseException:
             _add(self._pending, batch, 1)
             self._pending_total += sum(batch.values())
@@ -338,7 +337,7 @@ class SignedAccess:
         self._keys = keys
         self._storage = storage
         self._cache = RevocationCache(storage, settings.revocation_cache_ttl, clock)
-        self._uses = UseCounter(storage.grants, settings.revocation_cache_ttl, clock)
+        self._uses = UseCounter(storage, settings.revocation_cache_ttl, clock)
         self._clock = clock
 
     async def process_shutdown(self, scope: dict, event: dict) -> None:

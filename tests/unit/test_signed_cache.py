@@ -92,7 +92,7 @@ def cache(grants: FakeGrants, clock: Clock, ttl: float) -> RevocationCache:
 
 
 def counter(grants: FakeGrants, clock: Clock, ttl: float) -> UseCounter:
-    return UseCounter(grants, ttl, clock)
+    return UseCounter(types.SimpleNamespace(grants=grants), ttl, clock)
 
 
 async def settle() -> None:
