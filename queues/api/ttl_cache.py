@@ -1,10 +1,11 @@
 """Store answers cached per worker, stale for at most ``ttl`` seconds.
 
-Signed requests consult revocation state (a queue's signing generation, the
-deny-list) on every request. Reading the store each time would cost a round
-trip per request, so answers are kept for at most ``ttl`` seconds: the
-documented bound on how late a revocation takes effect. Within that bound,
-two things keep store reads off the request path:
+Message POST and list read their queue's metadata, and signed requests
+revocation state (a queue's signing generation, the deny-list), on every
+request. Reading the store each time would cost a round trip per request, so
+answers are kept for at most ``ttl`` seconds: the documented bound on how
+late another worker's change (a revocation, a metadata update) takes effect.
+Within that bound, two things keep store reads off the request path:
 
 - **refresh ahead**: an answer used once it is past half its ttl is re-read
   in the background while it is still served, so under steady traffic no
@@ -17,8 +18,11 @@ two things keep store reads off the request path:
 A request that suspends for a read of its own costs more than the round
 trip: the Redis driver sends the commands of one event-loop turn together,
 and a request that waits out an extra round trip leaves the batch it arrived
-with, so batches shrink for every request (measured: Redis reads per POST
-0.15 -> 0.2-0.37, and signed POSTs 10-15% slower than unsigned ones).
+with, so batches shrink for every request. Measured with wrk on one queue:
+a metadata cache that expired every second for all requests in flight at
+once cost single POSTs ~15% of their rate; the same pattern in the signed
+path made signed POSTs 10-15% slower than unsigned ones (Redis reads per
+POST 0.15 unsigned, 0.2-0.37 signed).
 """
 
 from __future__ import annotations
@@ -80,6 +84,12 @@ class TtlCache(Generic[K, V]):
         # shield: a caller that is cancelled must not cancel the shared read.
         return await asyncio.shield(task)
 
+    def forget(self, key: K) -> None:
+        """Drop the answer and any read in flight (its answer is not kept):
+        the next ``get`` reads the store. For changes this worker made."""
+        self._answers.pop(key, None)
+        self._reads.pop(key, None)
+
     async def drain(self) -> None:
         """Wait for the reads in flight (at shutdown)."""
         tasks = [task for task, _ in self._reads.values()]
@@ -92,18 +102,25 @@ class TtlCache(Generic[K, V]):
         return task
 
     async def _read(self, key: K, issued: float) -> V:
+        """Read, and keep the answer if this is still the key's current read
+        (not replaced by a newer one, not forgotten)."""
         try:
             value = await self._fetch(key)
-        finally:
-            read = self._reads.get(key)
-            if read is not None and read[0] is asyncio.current_task():
-                del self._reads[key]
-        answer = self._answers.get(key)
-        if answer is None or answer[1] <= issued:  # never replace a newer read
-            if answer is None and len(self._answers) >= self._max_entries:
+        except BaseException:
+            self._finish(key)
+            raise
+        if self._finish(key):
+            if key not in self._answers and len(self._answers) >= self._max_entries:
                 self._answers.clear()
             self._answers[key] = (value, issued)
         return value
+
+    def _finish(self, key: K) -> bool:
+        read = self._reads.get(key)
+        if read is None or read[0] is not asyncio.current_task():
+            return False
+        del self._reads[key]
+        return True
 
 
 def _note_failure(task: asyncio.Task) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.api.conftest import PATCH_TYPE
 
 
@@ -45,3 +47,23 @@ async def test_zero_ttl_reads_every_time(make_client, clock):
         "/v2/queues/q1", headers={"content-type": PATCH_TYPE},
         json=[{"op": "add", "path": "/metadata/_default_message_ttl", "value": 900}])
     assert await _posted_ttl(worker_b, "q1") == 900
+
+
+async def test_requests_in_flight_share_one_metadata_read(make_client, clock, driver,
+                                                         monkeypatch):
+    """When the cached metadata expires under load, the requests in flight
+    wait for one store read instead of each sending its own."""
+    api = make_client(api={"metadata_cache_ttl": 2.0})
+    await api.create_queue("q1")
+    await api.post_messages("q1", {"body": "warm"})
+    reads = []
+    original = driver.queues.get_metadata
+
+    async def counted(project: str, queue: str):
+        reads.append(queue)
+        return await original(project, queue)
+
+    monkeypatch.setattr(driver.queues, "get_metadata", counted)
+    clock.shift(2)
+    await asyncio.gather(*(api.post_messages("q1", {"body": i}) for i in range(20)))
+    assert reads == ["q1"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
+from queues.api.ttl_cache import TtlCache
 from queues.config import Settings
 from queues.errors import QueueNotFound
 from queues.storage.base import Driver
@@ -12,35 +13,29 @@ from queues.storage.base import Driver
 
 class MetadataCache:
     """Queue metadata reused for up to ``ttl`` seconds by message POST and
-    list, saving a store round trip per request. Changes made through this
-    worker are seen at once; other workers' within ``ttl``."""
+    list, saving a store round trip per request (``TtlCache``: one read per
+    queue in flight, re-read in the background before it expires). Changes
+    made through this worker are seen at once; other workers' within ``ttl``."""
 
     MAX_ENTRIES = 10_000
 
     def __init__(self, storage: Driver, ttl: float, clock: Callable[[], float]) -> None:
-        self._storage = storage
-        self._ttl = ttl
-        self._clock = clock
-        self._entries: dict[tuple[str, str], tuple[dict[str, Any], float]] = {}
+        self._cache: TtlCache[tuple[str, str], dict[str, Any]] = TtlCache(
+            lambda key: _stored_metadata(storage, *key), ttl, clock, self.MAX_ENTRIES)
 
     async def get(self, project: str, queue: str) -> dict[str, Any]:
         """Stored metadata, or ``{}`` for a queue that does not exist yet."""
-        now, key = self._clock(), (project, queue)
-        cached = self._entries.get(key)
-        if cached is not None and now - cached[1] < self._ttl:
-            return cached[0]
-        try:
-            metadata = await self._storage.queues.get_metadata(project, queue)
-        except QueueNotFound:
-            metadata = {}
-        if self._ttl > 0:
-            if len(self._entries) >= self.MAX_ENTRIES:
-                self._entries.clear()
-            self._entries[key] = (metadata, now)
-        return metadata
+        return await self._cache.get((project, queue))
 
     def forget(self, project: str, queue: str) -> None:
-        self._entries.pop((project, queue), None)
+        self._cache.forget((project, queue))
+
+
+async def _stored_metadata(storage: Driver, project: str, queue: str) -> dict[str, Any]:
+    try:
+        return await storage.queues.get_metadata(project, queue)
+    except QueueNotFound:
+        return {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,10 +51,7 @@ class Context:
 
     async def queue_metadata(self, project: str, queue: str) -> dict[str, Any]:
         """Stored metadata, or ``{}`` for a queue that does not exist yet."""
-        try:
-            return await self.storage.queues.get_metadata(project, queue)
-        except QueueNotFound:
-            return {}
+        return await _stored_metadata(self.storage, project, queue)
 
 
 class Resource:
