@@ -42,8 +42,12 @@ ZAQAR_HEADERS = ("URL-Signature", "URL-Expires", "URL-Methods", "URL-Paths")
 _CLIENT_NAMESPACE = uuid.UUID("5c0f1c4e-8d1e-4b0c-9a51-6d61696c736c")
 RATE_WINDOW = 60
 RATE_FLUSH_EVERY = 25
+# ... or this share of the limit, when that is more (see UseCounter).
+RATE_FLUSH_SHARE = 0.01
 VERIFIED_CACHE_SIZE = 10_000
 MAX_SCOPES_PER_CREDENTIAL = 16
+# Token-authenticated responses must not be cached or leak the URL via Referer.
+TOKEN_RESPONSE_HEADERS = (("Cache-Control", "no-store"), ("Referrer-Policy", "no-referrer"))
 
 
 def audit(event: str, **fields: Any) -> None:
@@ -59,6 +63,8 @@ class TokenAuth(NamedTuple):
     project: str
     jti: str | None = None
     kid: str | None = None
+    # The Client-ID of a request that sends none (echo rules): one per token.
+    client_id: str = ""
 
 
 class Verified(NamedTuple):
@@ -97,8 +103,10 @@ class KeySource:
         except (OSError, signing.SigningConfigError) as ex:
             raise ConfigError(f"signing keys: {ex}") from None
 
-    def current(self) -> signing.KeyRing | None:
-        now = self._clock()
+    def current(self, now: float | None = None) -> signing.KeyRing | None:
+        """The ring, re-read first if the key file changed (checked at most
+        every ``revocation_cache_ttl`` seconds)."""
+        now = self._clock() if now is None else now
         if self._settings.keys_file and now - self._checked >= \
                 self._settings.revocation_cache_ttl:
             self._checked = now
@@ -127,7 +135,8 @@ class KeySource:
         the signer), and a key ring reload empties the cache (a retired key
         stops working).
         """
-        signer = self.signer()
+        self.current(now)
+        signer = self._signer
         if signer is None:
             raise signing.InvalidToken("unknown_kid")
         if self._verified_for is not signer:
@@ -137,7 +146,8 @@ class KeySource:
             kid, token = _split_credential(source, value)
             grant = signer.verify(kid, token, now=now)
             found = Verified(kid, grant, *signer.valid_window(grant),
-                             TokenAuth("signed", grant.project, grant.jti, kid), {})
+                             TokenAuth("signed", grant.project, grant.jti, kid,
+                                       _client_id(grant.jti or grant.project)), {})
             if len(self._verified) >= VERIFIED_CACHE_SIZE:
                 self._verified.clear()
             self._verified[(source, value)] = found
@@ -187,9 +197,14 @@ async def _is_denied(grants: GrantStore, jti: str) -> bool:
 class UseCounter:
     """Per-token request counts, shared by all workers through the store.
 
-    Each worker counts uses locally and sends them to the store every
-    ``RATE_FLUSH_EVERY`` uses or ``ttl`` seconds, in the background: no
-    request waits for the send (why that matters: ``queues.api.ttl_cache``).
+    Each worker counts uses locally and sends them (every token's) to the
+    store once a token has a batch of unsent uses, or every ``ttl`` seconds,
+    in the background: no request waits for the send (why that matters:
+    ``queues.api.ttl_cache``). A batch is ``RATE_FLUSH_EVERY`` uses, or
+    ``RATE_FLUSH_SHARE`` of the limit when that is more: precision only
+    matters relative to the limit, and many tokens well under it (or one far
+    under a high one) then cost one send per ``ttl``, not one per 25 uses.
+
     A use is allowed while the shared total the last send returned plus this
     worker's uses since then (sends in flight included) stays within the
     limit, so a worker never overshoots on its own; all workers together may
@@ -204,7 +219,6 @@ class UseCounter:
         self._ttl = ttl
         self._clock = clock
         self._pending: dict[str, int] = {}
-        self._pending_total = 0
         self._sending: dict[str, int] = {}
         self._totals: dict[str, tuple[int, int]] = {}  # jti -> (window, shared total)
         self._next_send = 0.0
@@ -213,12 +227,11 @@ class UseCounter:
     async def within(self, jti: str, per_minute: int, now: float) -> bool:
         """Count one use of ``jti``; False once its total passes the limit."""
         window = int(now // RATE_WINDOW)
-        self._pending[jti] = self._pending.get(jti, 0) + 1
-        self._pending_total += 1
+        pending = self._pending[jti] = self._pending.get(jti, 0) + 1
         if self._ttl <= 0:
             await self._send(window)
-        elif self._task is None and (self._pending_total >= RATE_FLUSH_EVERY
-                                     or now >= self._next_send):
+        elif self._task is None and (now >= self._next_send or pending >= max(
+                RATE_FLUSH_EVERY, per_minute * RATE_FLUSH_SHARE)):
             self._next_send = now + self._ttl
             self._task = asyncio.get_running_loop().create_task(
                 self._send_in_background(window))
@@ -247,13 +260,12 @@ class UseCounter:
             self._task = None
 
     async def _send(self, window: int) -> None:
-        batch, self._pending, self._pending_total = self._pending, {}, 0
+        batch, self._pending = self._pending, {}
         _add(self._sending, batch, 1)
         try:
             totals = await self._storage.grants.count_uses(batch, RATE_WINDOW)
         except BaseException:
             _add(self._pending, batch, 1)
-            self._pending_total += sum(batch.values())
             raise
         finally:
             _add(self._sending, batch, -1)
@@ -361,8 +373,7 @@ class SignedAccess:
                 return
             req.context.token = await self._signed(req, operations, params,
                                                    *credential)
-        resp.set_header("Cache-Control", "no-store")
-        resp.set_header("Referrer-Policy", "no-referrer")
+        resp.set_headers(TOKEN_RESPONSE_HEADERS)
 
     async def _signed(self, req: falcon.Request, operations: tuple[str, ...],
                       params: dict, source: str, value: str) -> TokenAuth:
@@ -429,7 +440,7 @@ class SignedAccess:
         signature_id = zaqar_signature_id(signature)
         await self._count_use(req, signature_id, None, operations, project, queue,
                               self._clock())
-        return TokenAuth("zaqar", project, signature_id)
+        return TokenAuth("zaqar", project, signature_id, None, _client_id(signature_id))
 
 
 def _verify_zaqar_any_key(ring: signing.KeyRing, project: str, queue: str,
@@ -468,13 +479,9 @@ def required_operations(resource: object, req: falcon.Request) -> tuple[str, ...
     return (needed,) if isinstance(needed, str) else tuple(needed)
 
 
-def client_id_for(token: TokenAuth) -> str:
-    """Signed requests may omit Client-ID; echo rules then use one per token."""
-    return _client_id(token.jti or token.project)
-
-
 @functools.lru_cache(maxsize=4096)
 def _client_id(seed: str) -> str:
+    """Signed requests may omit Client-ID; echo rules then use one per token."""
     return str(uuid.uuid5(_CLIENT_NAMESPACE, seed))
 
 

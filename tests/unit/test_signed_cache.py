@@ -316,6 +316,42 @@ async def test_other_workers_uses_arrive_with_the_next_send(grants, clock):
     assert answers.count(True) == 5
 
 
+async def test_a_send_waits_for_a_batch_of_one_tokens_uses(grants, clock):
+    """Many tokens each well under a batch: one send per ttl carries them all."""
+    uses = counter(grants, clock, 2.0)
+    for _ in range(RATE_FLUSH_EVERY - 1):
+        for token in range(40):
+            assert await uses.within(f"t{token}", 600, clock())
+            await settle()
+    # one send so far, at the very first use (nothing had been sent yet)
+    assert grants.calls["count_uses"] == 1
+    assert await uses.within("t0", 600, clock())  # t0: 24 unsent uses
+    await settle()
+    assert grants.calls["count_uses"] == 1
+    assert await uses.within("t0", 600, clock())  # t0: 25, a batch
+    await settle()
+    assert grants.calls["count_uses"] == 2
+    clock.now += 2.0
+    await uses.within("t1", 600, clock())  # the ttl: whatever is unsent goes
+    await settle()
+    assert grants.calls["count_uses"] == 3
+    await uses.drain()
+    assert sum(grants.counters.values()) == 40 * (RATE_FLUSH_EVERY - 1) + 3
+
+
+async def test_a_high_limit_batches_a_share_of_it(grants, clock):
+    """Precision matters relative to the limit: with 100,000 a minute a batch
+    is 1,000 uses, and the overshoot bound scales with it."""
+    uses = counter(grants, clock, 30.0)
+    for _ in range(1000):  # the first is sent at once, 999 unsent after it
+        await uses.within("a", 100_000, clock())
+        await settle()
+    assert grants.calls["count_uses"] == 1
+    await uses.within("a", 100_000, clock())
+    await settle()
+    assert grants.calls["count_uses"] == 2
+
+
 async def test_store_calls_are_bounded_per_request(grants, clock):
     rc, uses = cache(grants, clock, 2.0), counter(grants, clock, 2.0)
     for _ in range(100):
