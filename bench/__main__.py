@@ -428,11 +428,13 @@ def run_signed(run: Run, target: Target) -> None:
     rows = _signed_rows(run, target)
     if rows[0]["noisy"]:
         if run.slack() > cost + 5:
-            print(f"   (foreign load {rows[0]['foreign_cores']:.2f} cores: repeating)",
-                  flush=True)
+            why = ("p99 above the guard" if rows[0]["p99_above_guard"]
+                   else f"foreign load {rows[0]['foreign_cores']:.2f} cores")
+            print(f"   ({why}: repeating)", flush=True)
             again = _signed_rows(run, target)
             attempts = [_brief(r) for r in rows + again]
-            if again[0]["foreign_cores"] <= rows[0]["foreign_cores"]:
+            badness = lambda r: (r["p99_above_guard"], r["foreign_cores"])  # noqa: E731
+            if badness(again[0]) <= badness(rows[0]):
                 rows = again
             for row in rows:
                 row["attempts"] = attempts
@@ -466,7 +468,11 @@ def _signed_rows(run: Run, target: Target) -> list[dict]:
     ratio = round(kinds["signed"]["messages_per_s"] / kinds["unsigned"]["messages_per_s"], 3) \
         if kinds["unsigned"]["messages_per_s"] else None
     blocks = [round(r, 3) for r in interleaved.block_ratios(m.phases)]
-    noisy = m.foreign_cores > args.max_foreign
+    # A response later than the guard may count for the phase after its
+    # request's: a few (max above the guard) mix nothing measurable, but
+    # with p99 above it the phases no longer hold one kind each.
+    mixed = m.result.p99_ms > plan.guard * 1000
+    noisy = m.foreign_cores > args.max_foreign or mixed
     lopsided = (len(m.worker_cores) > 1 and max(m.worker_cores) > 0.3
                 and min(m.worker_cores) < 0.25 * max(m.worker_cores)
                 and m.box_idle_cores > 0.25)
@@ -475,7 +481,8 @@ def _signed_rows(run: Run, target: Target) -> list[dict]:
         rate = figures["messages_per_s"]
         rows.append({
             "requests_per_s": rate, "p50_ms": m.result.p50_ms, "p99_ms": m.result.p99_ms,
-            "latency_of": "both kinds (one wrk histogram)",
+            "max_ms": m.result.max_ms, "latency_of": "both kinds (one wrk histogram)",
+            "p99_above_guard": mixed,
             "mean_latency_ms": round(connections_for(run, target) / rate * 1000, 2)
             if rate else None,
             "requests": figures["ok"], "errors": m.result.errors, "non_2xx": figures["bad"],
@@ -706,12 +713,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cycle-depth", type=int, default=2000)
     parser.add_argument("--flat-seconds", type=int, default=5,
                         help="measured seconds of each flat-cost run (4 per pair, ABBA)")
-    parser.add_argument("--signed-phases", type=int, default=32,
+    parser.add_argument("--signed-phases", type=int, default=64,
                         help="phases of the interleaved signed/unsigned run (U S S U"
                              " blocks: a multiple of 4)")
-    parser.add_argument("--signed-period", type=float, default=1.0,
+    parser.add_argument("--signed-period", type=float, default=0.5,
                         help="seconds per phase of the interleaved run")
-    parser.add_argument("--signed-guard", type=float, default=0.15,
+    parser.add_argument("--signed-guard", type=float, default=0.1,
                         help="seconds at the start of each phase not counted (well"
                              " above p99 latency, so a phase counts one kind only)")
     parser.add_argument("--sqlite-uri", help="default: a new file in a temp dir")

@@ -19,8 +19,10 @@ than in a real worker: the revocation cache's refreshes (every
 ``signing.revocation_cache_ttl``, 2 s by default; each in-flight request that
 finds the entry stale reads the store itself) and the rate counts' flush
 every ttl. The child therefore runs with a 100 s ttl, ~2 s of its slowed
-clock; the flush every 25 uses is counted as in a real worker. With the 2 s
-ttl the signed figure read 525k instructions instead of ~495k.
+clock. Use counts are sent per batch of one token's uses (1% of the limit,
+which the bench sets to 10**9, so here only per ttl), as in a real worker.
+With the 2 s ttl the signed figure once read 525k instructions instead of
+~495k.
 
     .venv/bin/python -m bench.api_cost               # ~2 minutes
 """

@@ -219,6 +219,8 @@ def flags(row: dict, max_foreign: float) -> str:
         out.append(f"LOPSIDED{mark} {raw(row.get('worker_cores'))}")
     if row.get("ran_dry"):
         out.append("RAN DRY")
+    if row.get("p99_above_guard"):
+        out.append("p99 above the phase guard")
     if row.get("db_server") == "secantusdb":
         out.append(f"SecantusDB test server, {row.get('connections')} connections")
     for key in ("non_2xx", "errors"):

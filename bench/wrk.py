@@ -17,6 +17,7 @@ class WrkResult:
     requests_per_s: float
     p50_ms: float
     p99_ms: float
+    max_ms: float
     requests: int
     errors: int
     non_2xx: int
@@ -39,6 +40,7 @@ def parse(output: str) -> dict:
         value, unit = re.match(r"([\d.]+)(\w+)", pct[key]).groups()
         return _ms(value, unit)
 
+    latency_max = re.search(r"^\s+Latency\s+\S+\s+\S+\s+([\d.]+)(\w+)", output, re.M)
     total = int(re.search(r"(\d+) requests in", output).group(1))
     errors = sum(int(n) for n in re.findall(
         r"(?:connect|read|write|timeout) (\d+)", output))
@@ -53,6 +55,7 @@ def parse(output: str) -> dict:
         phases = {k: [int(n) for n in v.split(",") if n]
                   for k, v in re.findall(r"(\w+)=([\d,]*)", line.group(1))}
     return {"requests_per_s": rate, "p50_ms": pick("50"), "p99_ms": pick("99"),
+            "max_ms": _ms(*latency_max.groups()) if latency_max else 0.0,
             "requests": total, "errors": errors,
             "non_2xx": int(non_2xx.group(1)) if non_2xx else 0, "counters": counters,
             "phases": phases}
