@@ -20,12 +20,10 @@ setup(
         "jsonschema>=4.20",
         "platformdirs>=4",
         "itsdangerous>=2.2,<3",
-        "httpx>=0.27",
-        "httpcore>=1.0",
-        # httpcore runs `import sniffio` several times per request; when it is
-        # missing (newer anyio no longer brings it) each failed import searches
-        # sys.path: ~36 us a time, most of a webhook delivery's CPU.
-        "sniffio>=1.3",
+        # the dispatcher's HTTP client (subscriptions/http.py: a third of
+        # httpx's CPU per request, measured) and its certificate roots
+        "aiohttp>=3.10",
+        "certifi>=2024.2",
         "jmespath>=1.0",
     ],
     extras_require={
@@ -39,6 +37,8 @@ setup(
             "redis[hiredis]>=5.0",
             "pymongo>=4.13",
             "aiosmtpd>=1.4",
+            # the tests' (and bench's, example's) own HTTP client
+            "httpx>=0.27",
             # tests/unit/test_bench_report.py draws the benchmark report's charts
             "matplotlib>=3.8",
         ],

@@ -391,7 +391,7 @@ def settings_as_dict(settings: Settings, masked: bool = True) -> dict[str, Any]:
 
 # Libraries whose DEBUG output carries whole commands or requests (message
 # bodies, webhook secrets, tokens): never below INFO, whatever the level.
-CHATTY_LOGGERS = ("pymongo", "httpx", "httpcore", "redis", "aiosmtpd", "mail.log")
+CHATTY_LOGGERS = ("pymongo", "aiohttp", "redis", "aiosmtpd", "mail.log")
 
 
 def configure_logging(settings: Settings) -> None:

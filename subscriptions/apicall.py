@@ -18,11 +18,9 @@ import time
 import urllib.parse
 from typing import Any
 
-import httpx
-
 from subscriptions import result as r
 from subscriptions.errors import InvalidSubscriberOptions
-from subscriptions.http import Reply, error_class, send
+from subscriptions.http import Client, Reply, describe, error_class, send
 from subscriptions.result import DeliveryResult
 
 LOG = logging.getLogger(__name__)
@@ -56,7 +54,7 @@ def base_url(subscriber: str, prefix: str) -> str:
 class Endpoint:
     """Where and how to call: base URL, optional token, reply bounds."""
 
-    client: httpx.AsyncClient
+    client: Client
     base: str
     token: str | None = dataclasses.field(default=None, repr=False)
     max_response_bytes: int = 4096
@@ -64,7 +62,7 @@ class Endpoint:
 
     async def call(self, method: str, path: str, document: Any, *,
                    key: str | None = None) -> Reply:
-        """One JSON request to ``base + path``; raises what httpx raises."""
+        """One JSON request to ``base + path``; raises what ``http.send`` raises."""
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if key:
             headers["Idempotency-Key"] = key
@@ -103,7 +101,7 @@ def invalid(detail: str) -> DeliveryResult:
 def failure(ex: Exception, what: str, started: float) -> DeliveryResult:
     """A request that raised; ``what`` names the delivery for the log."""
     error = error_class(ex)
-    detail = f"{type(ex).__name__}: {ex}"[:500]
+    detail = describe(ex)
     if error == r.INTERNAL:
         LOG.exception("%s failed unexpectedly", what)
     else:

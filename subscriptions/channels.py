@@ -18,8 +18,6 @@ import dataclasses
 import re
 import ssl
 
-import httpx
-
 from queues.models import DeliveryJob, Subscription
 from subscriptions import heat, mailto, mistral, webhook, workflow_run
 from subscriptions import result as r
@@ -28,6 +26,7 @@ from subscriptions.cooldown import Cooldowns
 from subscriptions.credentials import OPTION as CREDENTIAL_OPTION
 from subscriptions.credentials import Credentials
 from subscriptions.errors import InvalidSubscriberOptions
+from subscriptions.http import Client
 from subscriptions.result import DeliveryResult
 from subscriptions.workflows import SCHEME as WORKFLOW_SCHEME
 from subscriptions.workflows import Workflows
@@ -46,7 +45,7 @@ class Channels:
     """Everything a delivery needs besides the job: clients, secrets, the
     local workflows and the Heat cooldowns of this dispatcher process."""
 
-    def __init__(self, client: httpx.AsyncClient, smtp: mailto.SmtpSettings,
+    def __init__(self, client: Client, smtp: mailto.SmtpSettings,
                  credentials: Credentials, limits: Limits = Limits(),
                  smtp_ssl: ssl.SSLContext | None = None,
                  cooldowns: Cooldowns | None = None,

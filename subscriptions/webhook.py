@@ -26,11 +26,9 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import httpx
-
 from queues.models import DeliveryJob, Subscription
 from subscriptions import result as r
-from subscriptions.http import error_class, post
+from subscriptions.http import Client, describe, error_class, post
 from subscriptions.payload import (
     InvalidPayload, build_payload, delivery_id, encode_payload, is_control,
 )
@@ -152,7 +150,7 @@ def prepare(subscription: Subscription, job: DeliveryJob, now: float,
     return body, headers
 
 
-async def deliver(client: httpx.AsyncClient, subscription: Subscription,
+async def deliver(client: Client, subscription: Subscription,
                   job: DeliveryJob, *, now: float | None = None,
                   max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
                   deadline: float = 30.0,
@@ -184,7 +182,7 @@ def _failure(ex: Exception, subscription: Subscription, job: DeliveryJob,
              started: float) -> DeliveryResult:
     error = error_class(ex)
     latency = (time.monotonic() - started) * 1000
-    detail = f"{type(ex).__name__}: {ex}"[:500]
+    detail = describe(ex)
     if error == r.INTERNAL:
         LOG.exception("webhook %s for message %s failed unexpectedly",
                       subscription.id, job.message_id)

@@ -30,8 +30,6 @@ import logging
 import re
 import time
 
-import httpx
-
 from queues.models import DeliveryJob, Subscription
 from subscriptions import result as r
 from subscriptions.apicall import done, elapsed_ms, invalid, reply_text
@@ -39,7 +37,7 @@ from subscriptions.classify import Outcome, classify_status
 from subscriptions.credentials import OPTION as CREDENTIAL_OPTION
 from subscriptions.credentials import Credentials
 from subscriptions.errors import InvalidSubscriberOptions
-from subscriptions.http import Reply, error_class, send
+from subscriptions.http import Client, Reply, describe, error_class, send
 from subscriptions.payload import (
     InvalidPayload, build_payload, delivery_id, is_control,
 )
@@ -57,7 +55,7 @@ OK, FAILED = "ok", "failed"
 class Runtime:
     """What runs need from the dispatcher: client, secrets and bounds."""
 
-    client: httpx.AsyncClient
+    client: Client
     credentials: Credentials = dataclasses.field(repr=False)
     max_response_bytes: int = 4096
     deadline: float = 30.0
@@ -201,7 +199,7 @@ class Run:
             reply = await self._send(call)
         except Exception as ex:  # every failure becomes a result
             error = error_class(ex)
-            detail = f"step {call.step.name}: {type(ex).__name__}: {ex}"[:500]
+            detail = f"step {call.step.name}: {describe(ex)}"[:500]
             if error == r.INTERNAL:
                 LOG.exception("workflow %s step %s failed unexpectedly", self.name,
                               call.step.name)

@@ -34,7 +34,7 @@ from queues.rotation.template import Delivery, Target
 from queues.storage.base import Driver
 
 if TYPE_CHECKING:
-    import httpx
+    from subscriptions.http import Client
 
 LOG = logging.getLogger("mailslot.rotation")
 
@@ -66,7 +66,7 @@ class Deliverer:
     def __init__(self, storage: Driver, settings: Settings) -> None:
         self._storage = storage
         self._settings = settings
-        self._client: httpx.AsyncClient | None = None
+        self._client: Client | None = None
 
     async def deliver(self, target: Target, issue: Issue,
                       only: Sequence[str] | None = None) -> Outcome:
@@ -114,7 +114,7 @@ class Deliverer:
         if not 200 <= reply.status < 300:
             raise DeliveryFailed(f"HTTP {reply.status}")
 
-    def _webhook_client(self) -> httpx.AsyncClient:
+    def _webhook_client(self) -> Client:
         if self._client is None:
             from subscriptions.http import make_client
             from subscriptions.service import guard_for
@@ -144,8 +144,7 @@ def _reason(ex: BaseException) -> str:
     error (exception texts may quote URLs)."""
     if isinstance(ex, MailslotError):
         return ex.description or type(ex).__name__
-    if isinstance(ex, OSError) and not type(ex).__module__.startswith(("httpx",
-                                                                      "httpcore")):
+    if isinstance(ex, OSError) and not type(ex).__module__.startswith("aiohttp"):
         return ex.strerror or type(ex).__name__
     from subscriptions.http import error_class
 

@@ -1,17 +1,16 @@
-"""The guarded httpx client against real servers on 127.0.0.1."""
+"""The guarded HTTP client (aiohttp) against real servers on 127.0.0.1."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 
-import httpcore
-import httpx
+import aiohttp
 import pytest
 
 from subscriptions import result as r
 from subscriptions.errors import BlockedDestination, ResolutionFailed
-from subscriptions.http import GuardedBackend, error_class, make_client, post
+from subscriptions.http import Client, GuardResolver, error_class, make_client, post
 from subscriptions.ssrf import Guard, SsrfPolicy
 from tests.unit.subscriptions.conftest import (
     LOOPBACK_ONLY, client_tls, free_port, loopback_guard, make_cert, response,
@@ -19,7 +18,7 @@ from tests.unit.subscriptions.conftest import (
 )
 
 
-def client_for(guard: Guard, **kwargs) -> httpx.AsyncClient:
+def client_for(guard: Guard, **kwargs) -> Client:
     kwargs.setdefault("connect_timeout", 2.0)
     kwargs.setdefault("read_timeout", 2.0)
     return make_client(guard, **kwargs)
@@ -66,8 +65,8 @@ async def test_default_guard_blocks_loopback_before_connecting(http_sink):
 async def test_odd_spellings_never_reach_loopback(http_sink, host):
     sink = await http_sink()
     async with client_for(Guard(resolver=static_resolver(["8.8.8.8"]))) as client:
-        # httpx itself refuses some spellings (InvalidURL); the guard the rest.
-        with pytest.raises((BlockedDestination, httpx.InvalidURL)) as info:
+        # the URL parser refuses some spellings (InvalidURL); the guard the rest.
+        with pytest.raises((BlockedDestination, aiohttp.InvalidURL)) as info:
             await send(client, f"http://{host}:{sink.port}/")
     if isinstance(info.value, BlockedDestination):
         assert info.value.reason == "loopback"
@@ -122,7 +121,7 @@ async def test_next_checked_address_is_tried_when_one_refuses(http_sink):
 
 async def test_connection_refused_is_classified_connect(http_sink):
     async with client_for(loopback_guard()) as client:
-        with pytest.raises(httpx.ConnectError) as info:
+        with pytest.raises(aiohttp.ClientConnectorError) as info:
             await send(client, f"http://127.0.0.1:{free_port()}/")
     assert error_class(info.value) == r.CONNECT
 
@@ -175,7 +174,7 @@ async def test_silent_server_hits_the_read_timeout(http_sink):
     sink = await http_sink(hang)
     started = time.monotonic()
     async with client_for(loopback_guard(), read_timeout=0.3) as client:
-        with pytest.raises(httpx.ReadTimeout) as info:
+        with pytest.raises(aiohttp.SocketTimeoutError) as info:
             await send(client, sink.url)
     assert time.monotonic() - started < 2.0
     assert error_class(info.value) == r.TIMEOUT
@@ -204,7 +203,7 @@ async def test_slow_resolver_hits_the_connect_timeout():
         return ["127.0.0.1"]
 
     async with client_for(Guard(LOOPBACK_ONLY, slow), connect_timeout=0.2) as client:
-        with pytest.raises(httpx.ConnectTimeout) as info:
+        with pytest.raises(aiohttp.ConnectionTimeoutError) as info:
             await send(client, "http://slow.test:9/")
     assert error_class(info.value) == r.TIMEOUT
 
@@ -230,18 +229,34 @@ async def test_environment_proxies_are_ignored(http_sink, monkeypatch):
 
 async def test_non_http_schemes_are_refused():
     async with client_for(loopback_guard()) as client:
-        with pytest.raises((BlockedDestination, httpx.UnsupportedProtocol)):
+        with pytest.raises(BlockedDestination, match="scheme"):
             await send(client, "ftp://127.0.0.1/")
 
 
-async def test_transport_pool_uses_the_guarded_backend():
-    """Pins the httpx/httpcore internals GuardedTransport relies on."""
+async def test_session_resolves_through_the_guard_and_keeps_no_dns_cache():
+    """Pins the aiohttp settings the pinning relies on: a name is resolved by
+    the guard for every new connection, never from a cache of the connector."""
     async with client_for(loopback_guard()) as client:
-        transport = client._transport
-        assert isinstance(transport._pool, httpcore.AsyncConnectionPool)
-        assert isinstance(transport._pool._network_backend, GuardedBackend)
-        assert client.follow_redirects is False
-        assert client.trust_env is False
+        session = client.session()
+        connector = session.connector
+        assert isinstance(connector._resolver, GuardResolver)
+        assert connector.use_dns_cache is False
+        assert session.trust_env is False
+        assert session.auto_decompress is False
+        assert isinstance(session.cookie_jar, aiohttp.DummyCookieJar)
+
+
+async def test_a_new_connection_resolves_again(http_sink):
+    """Each new connection asks the guard afresh: a name that stops
+    resolving to an allowed address stops being reached."""
+    sink = await http_sink(_answer_then_hang_up)
+    resolver = static_resolver(["127.0.0.1"], ["169.254.169.254"])
+    async with client_for(loopback_guard(resolver)) as client:
+        assert (await send(client, f"http://rebind.test:{sink.port}/")).status == 200
+        await asyncio.sleep(0.05)  # the server hung up: the next needs a connection
+        with pytest.raises(BlockedDestination, match="metadata"):
+            await send(client, f"http://rebind.test:{sink.port}/")
+    assert len(resolver.calls) == 2
 
 
 # --- TLS: SNI and certificate checks stay on the host name ----------------------
@@ -268,13 +283,13 @@ async def test_tls_certificate_for_another_name_is_refused(http_sink, tmp_path):
     resolver = static_resolver(["127.0.0.1"])
     guard = loopback_guard(resolver)
     async with client_for(guard, ssl_context=client_tls(cert)) as client:
-        with pytest.raises(httpx.ConnectError) as info:
+        with pytest.raises(aiohttp.ClientConnectorError) as info:
             await send(client, f"https://hooks.test:{sink.port}/hook")
     assert error_class(info.value) == r.TLS
     assert sink.requests == []
 
 
-# --- the asyncio network backend: keep-alive and closed idle connections --------
+# --- keep-alive and closed idle connections --------------------------------------
 
 
 async def test_keep_alive_connection_is_reused(http_sink):
@@ -294,7 +309,7 @@ async def _answer_then_hang_up(request, writer):
 @pytest.mark.parametrize("tls", [False, True])
 async def test_idle_connection_the_server_closed_is_not_reused(http_sink, tmp_path, tls):
     """The server answers with keep-alive, then hangs up while the connection
-    sits in the pool: the next request sees it (is_readable) and opens a new
+    sits in the pool: the next request sees it closed and opens a new
     connection instead of failing on the dead one."""
     guard, options, host = loopback_guard(), {}, "127.0.0.1"
     if tls:

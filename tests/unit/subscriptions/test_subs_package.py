@@ -22,9 +22,9 @@ def test_no_module_imports_the_api():
     assert not {m for m in loaded if m == "queues.api" or m.startswith("queues.api.")}
 
 
-def test_validation_modules_do_not_pull_in_httpx():
+def test_validation_modules_do_not_pull_in_the_http_client():
     """The API validates policies and URLs without loading the HTTP stack."""
     loaded = imported_after("import subscriptions.retry, subscriptions.ssrf, "
                             "subscriptions.classify")
-    assert "httpx" not in loaded
+    assert "aiohttp" not in loaded
     assert "smtplib" not in loaded
