@@ -109,9 +109,9 @@ class Run:
         """Seconds left after every planned run (without repeats or waits)."""
         return self.time_left() - self.planned - self.reserve
 
-    def run_cost(self, seconds: int | None = None) -> float:
+    def run_cost(self, seconds: int | None = None, warmup: int | None = None) -> float:
         """Wall time of one run: warm-up, measured run, fills and stats."""
-        return self.args.warmup + (seconds or self.args.seconds) + 3
+        return (warmup or self.args.warmup) + (seconds or self.args.seconds) + 3
 
     def queue(self, label: str) -> str:
         self.serial += 1
@@ -160,9 +160,10 @@ def _wrk(run: Run, target: Target, script: str, seconds: int, env: dict) -> wrk.
 
 def measure(run: Run, target: Target, name: str, scenario: Scenario,
             queue: str | None = None, depth: int = 0, label: str | None = None,
-            seconds: int | None = None) -> dict:
+            seconds: int | None = None, warmup: int | None = None) -> dict:
     args = run.args
     seconds = seconds or args.seconds
+    warmup = warmup or args.warmup
     client = target.client
     queue = queue or run.queue(f"{target.kind[0]}-{name}")
     env = {"BENCH_QUEUE": queue}
@@ -184,14 +185,14 @@ def measure(run: Run, target: Target, name: str, scenario: Scenario,
         info["depth_before_warmup"] = client.stats(queue)["total"]
 
     info["foreign_before"] = quiet_gate(run)
-    warm = _wrk(run, target, scenario.script, args.warmup, env)
+    warm = _wrk(run, target, scenario.script, warmup, env)
     if scenario.prep == "consume":
         # Top up for the measured run from the warm-up's consumption rate, so
         # the queue never runs dry (checked after the run).
         rate = warm.counters.get("deleted", 0) / max(warm.counters.get("duration_us", 1), 1) * 1e6
         free = client.stats(queue)["free"]
         if free == 0:                       # the warm-up itself ran dry
-            rate = max(rate, 2 * args.claim_fill / args.warmup)
+            rate = max(rate, 2 * args.claim_fill / warmup)
         need = int(rate * seconds * 1.6) + 5000
         info["topped_up"] = max(0, need - free)
         client.fill(queue, need - free)
@@ -279,7 +280,7 @@ def measure_clean(run: Run, target: Target, name: str, scenario: Scenario,
                   **kwargs) -> dict:
     args = run.args
     row = measure(run, target, name, scenario, **kwargs)
-    cost = run.run_cost(kwargs.get("seconds"))
+    cost = run.run_cost(kwargs.get("seconds"), kwargs.get("warmup"))
     run.planned -= cost
     attempts = [_brief(row)]
     badness = lambda r: (bool(r.get("ran_dry")), r["lopsided"],  # noqa: E731
@@ -356,18 +357,25 @@ def run_scenarios(run: Run, targets: list[Target]) -> None:
         if i % 2:
             turn.reverse()
         for target in turn:
-            if run.time_left() < run.run_cost() + 5:
+            seconds = seconds_for(run.args, target.store)
+            if run.time_left() < run.run_cost(seconds) + 5:
                 run.skipped.append(f"{target.stack} {name} (time budget)")
-                run.planned -= run.run_cost()
+                run.planned -= run.run_cost(seconds)
                 continue
-            measure_clean(run, target, name, scenario)
+            measure_clean(run, target, name, scenario, seconds=seconds)
+
+
+def seconds_for(args: argparse.Namespace, store: str) -> int:
+    """Measured seconds of a scenario run: --seconds, but --mongodb-seconds on
+    the MongoDB-wire test server (rows for information, not judged)."""
+    return args.mongodb_seconds if store == "mongodb" else args.seconds
 
 
 FLAT_ORDER = ("a", "b", "b", "a")   # ABBA: a linear drift cancels out of the means
 
 
 def flat_cost_s(run: Run) -> float:
-    return 2 * len(FLAT_ORDER) * run.run_cost(run.args.flat_seconds)
+    return 2 * len(FLAT_ORDER) * run.run_cost(run.args.flat_seconds, run.args.flat_warmup)
 
 
 def run_flat(run: Run, target: Target) -> None:
@@ -402,7 +410,8 @@ def run_flat(run: Run, target: Target) -> None:
         for key in FLAT_ORDER:
             queue, depth, label = plan[key]
             measure_clean(run, target, name, scenario, queue=queue, depth=depth,
-                          label=label, seconds=args.flat_seconds)
+                          label=label, seconds=args.flat_seconds,
+                          warmup=args.flat_warmup)
 
 
 def signed_plan(args: argparse.Namespace) -> interleaved.Plan:
@@ -715,6 +724,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cycle-depth", type=int, default=2000)
     parser.add_argument("--flat-seconds", type=int, default=5,
                         help="measured seconds of each flat-cost run (4 per pair, ABBA)")
+    parser.add_argument("--flat-warmup", type=int, default=1,
+                        help="warm-up seconds of each flat-cost run (the server and"
+                             " its queues are warm from the scenario runs by then)")
+    parser.add_argument("--mongodb-seconds", type=int, default=4,
+                        help="measured seconds of each run on the MongoDB-wire test"
+                             " server (its rows are information, not judged)")
     parser.add_argument("--signed-phases", type=int, default=64,
                         help="phases of the interleaved signed/unsigned run (U S S U"
                              " blocks: a multiple of 4)")
@@ -736,7 +751,7 @@ def main(argv: list[str] | None = None) -> int:
     run = Run(args)
     for store in args.stores:
         zaqar_too = store == "redis" and args.zaqar
-        run.planned += run.run_cost() * sum(
+        run.planned += run.run_cost(seconds_for(args, store)) * sum(
             2 if zaqar_too and not SCENARIOS[n].mailslot_only else 1 for n in args.scenarios
             if n not in NOT_ON_STORE.get(store, {}))
         flat = args.flat and store in FLAT_STORES
@@ -750,7 +765,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="mailslot-bench-") as tmp:
             for store in args.stores:
                 run.reserve -= STACK_START_S
-                if run.time_left() < 5 * run.run_cost():
+                if run.time_left() < 5 * run.run_cost(seconds_for(args, store)):
                     run.skipped.append(f"store {store} (time budget)")
                     continue
                 targets = []

@@ -499,7 +499,14 @@ def settings_summary(settings: dict) -> str:
         warmup = f"{get('warmup')} s warm-up + " if get("warmup") is not None else ""
         parts.append(f"{warmup}{get('seconds')} s measured")
     if get("flat") and get("flat_seconds") is not None:
-        parts.append(f"flat-cost runs {get('flat_seconds')} s")
+        warmup = (f"{get('flat_warmup')} s warm-up + " if get("flat_warmup") is not None
+                  else "")
+        parts.append(f"flat-cost runs {warmup}{get('flat_seconds')} s")
+    if get("mongodb_seconds") is not None and "mongodb" in (get("stores") or []):
+        parts.append(f"MongoDB-wire runs {get('mongodb_seconds')} s")
+    if get("signed") and get("signed_phases") is not None:
+        parts.append(f"signed/unsigned interleaved: {get('signed_phases')} phases of"
+                     f" {get('signed_period')} s")
     if get("max_foreign") is not None:
         parts.append(f"noisy above {get('max_foreign')} foreign cores")
     return "; ".join(parts) or DASH
