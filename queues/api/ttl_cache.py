@@ -56,6 +56,9 @@ class TtlCache(Generic[K, V]):
         self._max_entries = max_entries
         self._answers: dict[K, tuple[V, float]] = {}
         self._reads: dict[K, tuple[asyncio.Task[V], float]] = {}
+        # When a key's last read failed: refreshes ahead wait a while after
+        # that (a store that is down is not asked again on every request).
+        self._failed: dict[K, float] = {}
 
     def fresh(self, key: K, now: float) -> V | None:
         """The answer if younger than the ttl, else None. Past half the ttl a
@@ -66,7 +69,8 @@ class TtlCache(Generic[K, V]):
         age = now - answer[1]
         if age >= self._ttl:
             return None
-        if age >= self._ttl * REFRESH_AHEAD_AT and key not in self._reads:
+        if age >= self._ttl * REFRESH_AHEAD_AT and key not in self._reads \
+                and now - self._failed.get(key, -self._ttl) >= self._ttl * REFRESH_AHEAD_AT:
             self._start_read(key, now)
         return answer[0]
 
@@ -89,6 +93,7 @@ class TtlCache(Generic[K, V]):
         the next ``get`` reads the store. For changes this worker made."""
         self._answers.pop(key, None)
         self._reads.pop(key, None)
+        self._failed.pop(key, None)
 
     async def drain(self) -> None:
         """Wait for the reads in flight (at shutdown)."""
@@ -107,12 +112,15 @@ class TtlCache(Generic[K, V]):
         try:
             value = await self._fetch(key)
         except BaseException:
-            self._finish(key)
+            if self._finish(key):
+                self._failed[key] = self._clock()
             raise
         if self._finish(key):
             if key not in self._answers and len(self._answers) >= self._max_entries:
                 self._answers.clear()
+                self._failed.clear()
             self._answers[key] = (value, issued)
+            self._failed.pop(key, None)
         return value
 
     def _finish(self, key: K) -> bool:
@@ -124,6 +132,7 @@ class TtlCache(Generic[K, V]):
 
 
 def _note_failure(task: asyncio.Task) -> None:
-    """Retrieve a background read's error (its waiters, if any, get it too)."""
+    """Retrieve a read's error. Its waiters get it (a 503); one nobody waited
+    for was a refresh ahead, whose answer would not be needed for a while."""
     if not task.cancelled() and task.exception() is not None:
-        LOG.warning("a revocation-state read failed: %s", type(task.exception()).__name__)
+        LOG.debug("a cached store read failed: %s", type(task.exception()).__name__)
