@@ -211,7 +211,7 @@ class UseCounter:
     overshoot by the uses the others have not sent yet, or sent after this
     worker's last send: about one batch, at most two (one in flight, one
     pending), per other worker. A send that fails keeps its counts for the
-    next one. With ``ttl == 0`` every use is sent and awaited: exact counts.
+    next one, tried ``ttl`` seconds later. With ``ttl == 0`` every use is sent and awaited: exact counts.
     """
 
     def __init__(self, storage: Driver, ttl: float, clock: Callable[[], float]) -> None:
@@ -222,6 +222,7 @@ class UseCounter:
         self._sending: dict[str, int] = {}
         self._totals: dict[str, tuple[int, int]] = {}  # jti -> (window, shared total)
         self._next_send = 0.0
+        self._retry_at = 0.0  # after a failed send, none before this
         self._task: asyncio.Task[None] | None = None
 
     async def within(self, jti: str, per_minute: int, now: float) -> bool:
@@ -230,8 +231,9 @@ class UseCounter:
         pending = self._pending[jti] = self._pending.get(jti, 0) + 1
         if self._ttl <= 0:
             await self._send(window)
-        elif self._task is None and (now >= self._next_send or pending >= max(
-                RATE_FLUSH_EVERY, per_minute * RATE_FLUSH_SHARE)):
+        elif self._task is None and now >= self._retry_at and (
+                now >= self._next_send
+                or pending >= max(RATE_FLUSH_EVERY, per_minute * RATE_FLUSH_SHARE)):
             self._next_send = now + self._ttl
             self._task = asyncio.get_running_loop().create_task(
                 self._send_in_background(window))
@@ -253,6 +255,7 @@ class UseCounter:
         try:
             await self._send(window)
         except Exception as ex:  # noqa: BLE001 - kept for the next send
+            self._retry_at = self._clock() + self._ttl
             logging.getLogger("mailslot.api").warning(
                 "signed-URL use counts not sent (%s); kept for the next send",
                 type(ex).__name__)
